@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Two commands on a fresh machine with only Python 3.11+:
+
+    python3 run.py demo     # the bundled clinic day through an embedded NATS server
+    python3 run.py test     # the whole test suite (what CI runs)
+
+Creates ``.venv`` beside this file on first use and installs the project into it (again when
+``pyproject.toml`` changes). Any other arguments are passed to ``infusion-monitor``:
+``python3 run.py replay examples/clinic-day.jsonl``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".installed"
+
+
+def ensure_venv() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit("infusion-monitor needs Python 3.11 or newer")
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    if not (BIN / "python").exists():
+        print(f"creating {VENV} ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("installing infusion-monitor and its test tools ...", flush=True)
+    subprocess.run(
+        [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "-e", f"{ROOT}[test]"],
+        check=True,
+    )
+    STAMP.write_text(wanted)
+
+
+def main(argv: list[str]) -> int:
+    ensure_venv()
+    if argv[:1] == ["test"]:
+        command = [str(BIN / "python"), "-m", "pytest", *argv[1:]]
+    else:
+        command = [str(BIN / "infusion-monitor"), *(argv or ["--help"])]
+    os.chdir(ROOT)
+    return subprocess.run(command).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,202 @@
+"""Inbound events (``contract.md``, "Inbound events"), strictly validated.
+
+Readings on ``vitals.recorded`` are validated one by one: a reading of the wrong type, negative
+or physically impossible is dropped and reported, the rest of the event is still processed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from .base import CalendarDate, EventTime, FreeText, PatientEvent, SessionId, ShortText, Event
+from .vocab import ContraindicationReason, InfusionOutcome
+
+NATALIZUMAB = "natalizumab"
+
+
+class PatientProfile(PatientEvent):
+    """Demographics and therapy; a later profile replaces the earlier one."""
+
+    type: Literal["patient.profile"]
+    birth_date: CalendarDate
+    sex: ShortText | None = None
+    pregnant: bool | None = None
+    lactating: bool | None = None
+    treatment_start: CalendarDate | None = None
+    concomitant_therapies: Annotated[list[ShortText], Field(max_length=64)] = []
+    prior_immunosuppressant: bool | None = None
+
+
+class InfusionStarted(PatientEvent):
+    type: Literal["infusion.started"]
+    session_id: SessionId
+    site_id: ShortText | None = None
+    pump_id: ShortText | None = None
+    drug: ShortText = NATALIZUMAB
+    dose_mg: Annotated[float, Field(ge=0)] | None = None
+    infusion_number: Annotated[int, Field(ge=1, le=10_000)] | None = None
+
+
+class InfusionEnded(PatientEvent):
+    type: Literal["infusion.ended"]
+    session_id: SessionId
+    outcome: InfusionOutcome
+
+
+class DroppedReading(BaseModel):
+    """A reading taken out of an event because it was invalid (reported, never judged)."""
+
+    field: str
+    value: Any
+    reason: str
+
+
+# field -> (lowest allowed, highest allowed) per contract.md "Bad input"
+READING_LIMITS: dict[str, tuple[float, float]] = {
+    "systolic_mmhg": (20, 300),
+    "diastolic_mmhg": (10, 250),
+    "heart_rate_bpm": (0, 300),
+    "respiratory_rate_bpm": (0, 80),
+    "spo2_pct": (0, 100),
+    "temperature_c": (25, 45),
+}
+MAX_SYMPTOMS = 64
+
+
+def _reading_problem(value: Any, low: float, high: float) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"wrong type: expected a number, got {type(value).__name__}"
+    if not math.isfinite(value):
+        return "not a finite number"
+    if value < 0:
+        return "negative"
+    if not low <= value <= high:
+        return f"physically impossible: outside {low:g}-{high:g}"
+    return None
+
+
+class VitalsRecorded(PatientEvent):
+    """Readings and symptoms charted at one moment; at least one of them."""
+
+    type: Literal["vitals.recorded"]
+    session_id: SessionId | None = None
+    systolic_mmhg: Annotated[float, Field(ge=20, le=300)] | None = None
+    diastolic_mmhg: Annotated[float, Field(ge=10, le=250)] | None = None
+    heart_rate_bpm: Annotated[float, Field(ge=0, le=300)] | None = None
+    respiratory_rate_bpm: Annotated[float, Field(ge=0, le=80)] | None = None
+    spo2_pct: Annotated[float, Field(ge=0, le=100)] | None = None
+    temperature_c: Annotated[float, Field(ge=25, le=45)] | None = None
+    symptoms: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=MAX_SYMPTOMS)] = []
+    dropped: SkipJsonSchema[list[DroppedReading]] = Field(default=[], exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_invalid_readings(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        dropped: list[dict[str, Any]] = []
+        for name, (low, high) in READING_LIMITS.items():
+            if data.get(name) is None:
+                continue
+            problem = _reading_problem(data[name], low, high)
+            if problem:
+                dropped.append({"field": name, "value": _short(data.pop(name)), "reason": problem})
+        symptoms = data.get("symptoms")
+        if isinstance(symptoms, list) and len(symptoms) <= MAX_SYMPTOMS:
+            kept = []
+            for i, code in enumerate(symptoms):
+                if isinstance(code, str) and 0 < len(code) <= 64:
+                    kept.append(code)
+                else:
+                    dropped.append({"field": f"symptoms.{i}", "value": _short(code), "reason": "not a symptom code (string of 1-64 characters)"})
+            data["symptoms"] = kept
+        data["dropped"] = dropped
+        return data
+
+    @model_validator(mode="after")
+    def _needs_something(self) -> VitalsRecorded:
+        if not self.readings() and not self.symptoms:
+            raise ValueError("no valid reading and no symptom")
+        return self
+
+    def readings(self) -> dict[str, float]:
+        """The valid readings of this event, by field name."""
+        return {
+            name: value
+            for name in READING_LIMITS
+            if (value := getattr(self, name)) is not None
+        }
+
+
+def _short(value: Any) -> Any:
+    text = repr(value)
+    return value if len(text) <= 80 and not isinstance(value, (dict, list)) else text[:77] + "..."
+
+
+class LabResulted(PatientEvent):
+    """A laboratory result; ``occurred_at`` is the specimen collection time."""
+
+    type: Literal["lab.resulted"]
+    code: Annotated[str, Field(min_length=1, max_length=32, description="LOINC code")]
+    value: float | Literal["positive", "negative"]
+    unit: Annotated[str, Field(max_length=32)] | None = None
+    reference_low: float | None = None
+    reference_high: float | None = None
+    resulted_at: EventTime | None = None
+    corrects: Annotated[str, Field(max_length=256)] | None = None
+
+
+class AdverseEventReported(PatientEvent):
+    type: Literal["adverse_event.reported"]
+    category: Annotated[str, Field(min_length=1, max_length=64)]
+    session_id: SessionId | None = None
+    note: FreeText | None = None
+
+
+class HypersensitivityRuledOut(PatientEvent):
+    type: Literal["hypersensitivity.ruled_out"]
+    session_id: SessionId | None = None
+    clinician: ShortText | None = None
+
+
+class ContraindicationCleared(PatientEvent):
+    type: Literal["contraindication.cleared"]
+    reason: ContraindicationReason
+    clinician: ShortText | None = None
+    note: FreeText | None = None
+
+
+class ClockTick(Event):
+    """Advances event time in a replayed log; carries no patient."""
+
+    type: Literal["clock.tick"]
+
+
+InboundEvent = Annotated[
+    PatientProfile
+    | InfusionStarted
+    | InfusionEnded
+    | VitalsRecorded
+    | LabResulted
+    | AdverseEventReported
+    | HypersensitivityRuledOut
+    | ContraindicationCleared
+    | ClockTick,
+    Field(discriminator="type"),
+]
+INBOUND_MODELS: tuple[type[Event], ...] = (
+    PatientProfile,
+    InfusionStarted,
+    InfusionEnded,
+    VitalsRecorded,
+    LabResulted,
+    AdverseEventReported,
+    HypersensitivityRuledOut,
+    ContraindicationCleared,
+    ClockTick,
+)

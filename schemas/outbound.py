@@ -1,0 +1,129 @@
+"""Outbound events (``contract.md``, "Outbound events"), the alert lifecycle and internal facts.
+
+Internal facts are how cores tell each other what they learned (a patient became
+contraindicated, a reaction happened, antibodies became persistent). They travel on the
+same bus as every other outbound event and are part of the contract like the public ones.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from .base import CalendarDate, EventTime, OutboundEvent, PatientEvent, ShortText, FreeText
+from .vocab import (
+    AckVia,
+    AlertKind,
+    ContraindicationReason,
+    DueReason,
+    ResolveReason,
+    Rule,
+    Severity,
+)
+
+
+class AlertRaised(OutboundEvent):
+    type: Literal["alert.raised"] = "alert.raised"
+    patient_id: str
+    alert_id: str
+    kind: AlertKind
+    severity: Severity
+    rule: Rule
+    session_id: str | None = None
+    summary: str
+    action: str
+    evidence: dict[str, Any]
+    outside_window: bool = False
+    dedup_key: str
+    supersedes: str | None = None
+
+
+class AntibodyTestDue(OutboundEvent):
+    type: Literal["antibody_test.due"] = "antibody_test.due"
+    patient_id: str
+    due_date: CalendarDate
+    reason: DueReason
+    rule: Rule
+
+
+class SessionClosed(OutboundEvent):
+    type: Literal["session.closed"] = "session.closed"
+    patient_id: str
+    session_id: str
+    outcome: str = Field(description="`uneventful` or the kind of the worst R7-R13/M1 alert")
+    alert_ids: list[str] = []
+
+
+# --- alert lifecycle (shared by the paging bridge and the board) ---------------------------
+
+
+class AlertAcknowledged(PatientEvent):
+    type: Literal["alert.acknowledged"]
+    alert_id: Annotated[str, Field(min_length=1, max_length=256)]
+    by: ShortText
+    via: AckVia
+    note: FreeText | None = None
+
+
+class AlertResolved(PatientEvent):
+    type: Literal["alert.resolved"]
+    alert_id: Annotated[str, Field(min_length=1, max_length=256)]
+    reason: ResolveReason
+    by: ShortText | None = None
+
+
+# --- internal facts ---------------------------------------------------------------------------
+
+
+class PatientContraindicated(OutboundEvent):
+    """A contraindication reason was set on the patient (R5 checks it at the next start)."""
+
+    type: Literal["patient.contraindicated"] = "patient.contraindicated"
+    patient_id: str
+    reason: ContraindicationReason
+    rule: Rule
+    alert_id: str | None = None
+
+
+class ContraindicationLifted(OutboundEvent):
+    """A contraindication reason was cleared by a clinician (kept in the audit trail)."""
+
+    type: Literal["patient.contraindication_lifted"] = "patient.contraindication_lifted"
+    patient_id: str
+    reason: ContraindicationReason
+    clinician: str | None = None
+    source_event_id: str
+
+
+class ReactionRecorded(OutboundEvent):
+    """The first R7-R13 alert of a session, or a confirmed hypersensitivity (A6): R14."""
+
+    type: Literal["reaction.recorded"] = "reaction.recorded"
+    patient_id: str
+    session_id: str | None = None
+    alert_id: str
+    rule: Rule
+
+
+class ReexposureRecorded(OutboundEvent):
+    """An infusion after a gap of more than 84 days (R17)."""
+
+    type: Literal["reexposure.recorded"] = "reexposure.recorded"
+    patient_id: str
+    session_id: str
+    gap_days: int
+
+
+OUTBOUND_MODELS: tuple[type[OutboundEvent], ...] = (
+    AlertRaised,
+    AntibodyTestDue,
+    SessionClosed,
+    PatientContraindicated,
+    ContraindicationLifted,
+    ReactionRecorded,
+    ReexposureRecorded,
+)
+LIFECYCLE_MODELS = (AlertAcknowledged, AlertResolved)
+
+__all__ = [m.__name__ for m in OUTBOUND_MODELS + LIFECYCLE_MODELS] + ["EventTime"]

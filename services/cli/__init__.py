@@ -1,0 +1,1 @@
+"""The ``infusion-monitor`` command line."""

@@ -1,0 +1,101 @@
+"""``infusion-monitor``: up, demo, replay, schemas export, deadletter tools."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import TypeAdapter, ValidationError
+
+from schemas.base import EventTime
+from schemas.vocab import PolicyProfile
+
+_TIME = TypeAdapter(EventTime)
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        return _TIME.validate_python(text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 timestamp with offset: {text!r}") from exc
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="infusion-monitor", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    replay = sub.add_parser("replay", help="replay a recorded JSONL log and print the outputs")
+    replay.add_argument("log", type=Path)
+    replay.add_argument("--until", type=_timestamp, help="stop the clock here; later events are ignored")
+    replay.add_argument("--out", type=Path, help="write outputs here (default: standard output)")
+    replay.add_argument("--profile", choices=[p.value for p in PolicyProfile])
+    replay.add_argument("--online", action="store_true", help="send the log through NATS and the live services")
+    replay.add_argument("--nats", help="NATS URL for --online (default: an embedded server)")
+
+    schemas = sub.add_parser("schemas", help="the contract's JSON Schema and AsyncAPI documents")
+    schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True)
+    export = schemas_sub.add_parser("export", help="write JSON Schema for every event into DIR")
+    export.add_argument("dir", type=Path)
+
+    up = sub.add_parser("up", help="run all services (embedded NATS unless NATS_URL/--nats)")
+    up.add_argument("--nats", help="NATS URL (default: $NATS_URL, else an embedded server)")
+    up.add_argument("--data-dir", type=Path, help="where the embedded server keeps its store")
+
+    demo = sub.add_parser("demo", help="replay the bundled clinic day through NATS and show the alerts")
+    demo.add_argument("--speed", type=float, default=0.0, help="seconds of pause per event (0: as fast as possible)")
+    demo.add_argument("--log", type=Path, help="another log to play instead of the bundled clinic day")
+
+    service = sub.add_parser("service", help="run one service in the foreground (used by `up`)")
+    service.add_argument("name", choices=["monitor"])
+    service.add_argument("--nats", help="NATS URL (default: $NATS_URL)")
+
+    dead = sub.add_parser("deadletter", help="inspect and re-drive dead letters")
+    dead_sub = dead.add_subparsers(dest="deadletter_command", required=True)
+    for name in ("list", "show", "redrive"):
+        cmd = dead_sub.add_parser(name)
+        cmd.add_argument("--nats", help="NATS URL (default: $NATS_URL)")
+        if name != "list":
+            cmd.add_argument("seq", type=int, help="the dead letter's stream sequence")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from ..runtime.settings import Settings
+
+    settings = Settings.load(profile=getattr(args, "profile", None))
+    match args.command:
+        case "replay":
+            from .replay_cmd import run_replay
+
+            return run_replay(args, settings)
+        case "schemas":
+            from schemas.export import export_json_schemas
+
+            for path in export_json_schemas(args.dir):
+                print(path)
+            return 0
+        case "up":
+            from .up import run_up
+
+            return run_up(args, settings)
+        case "demo":
+            from .demo import run_demo
+
+            return run_demo(args, settings)
+        case "service":
+            from .up import run_service
+
+            return run_service(args, settings)
+        case "deadletter":
+            from .deadletter import run_deadletter
+
+            return run_deadletter(args, settings)
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

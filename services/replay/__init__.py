@@ -1,0 +1,1 @@
+"""Replay a recorded log: offline through the cores (the golden), or online through NATS."""

@@ -1,0 +1,1 @@
+"""What every service shell shares: settings, logging, NATS setup, the embedded server, clocks."""

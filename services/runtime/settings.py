@@ -1,0 +1,49 @@
+"""Settings from the environment and an optional TOML file.
+
+| variable | meaning | default |
+|---|---|---|
+| ``NATS_URL`` | the NATS server; unset: an embedded server is started | unset |
+| ``INFUSION_MONITOR_DATA_DIR`` | the embedded server's store and local files | ``./var`` |
+| ``INFUSION_MONITOR_PROFILE`` | policy profile ``us`` or ``eu`` | ``us`` |
+| ``INFUSION_MONITOR_SITE_TZ`` | the site's time zone for calendar dates | ``UTC`` |
+| ``INFUSION_MONITOR_CONFIG`` | a TOML file whose ``[monitor]`` table overrides any threshold | unset |
+| ``INFUSION_MONITOR_LOG_FORMAT`` | ``json`` or ``console`` (default: console on a terminal) | auto |
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..engine.config import MonitorConfig
+
+
+@dataclass(frozen=True)
+class Settings:
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    nats_url: str | None = None
+    data_dir: Path = Path("var")
+    log_format: str | None = None
+
+    @classmethod
+    def load(cls, profile: str | None = None, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        overrides: dict[str, Any] = {}
+        if path := env.get("INFUSION_MONITOR_CONFIG"):
+            with open(path, "rb") as fh:
+                overrides.update(tomllib.load(fh).get("monitor", {}))
+        if value := env.get("INFUSION_MONITOR_PROFILE"):
+            overrides["profile"] = value
+        if value := env.get("INFUSION_MONITOR_SITE_TZ"):
+            overrides["site_timezone"] = value
+        if profile:
+            overrides["profile"] = profile
+        return cls(
+            monitor=MonitorConfig(**overrides),
+            nats_url=env.get("NATS_URL") or None,
+            data_dir=Path(env.get("INFUSION_MONITOR_DATA_DIR", "var")),
+            log_format=env.get("INFUSION_MONITOR_LOG_FORMAT"),
+        )

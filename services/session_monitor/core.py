@@ -1,0 +1,385 @@
+"""The session monitor core: pure, synchronous, event time only.
+
+Reads like ``clinical-rules.md``: a session opens at ``infusion.started`` (pre-infusion checks),
+collects a baseline, grades every reading inside it (R7-R13), watches for gaps (M1) and a
+missing end (M2), and closes when the reaction window ends (``session.closed``).
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from schemas.base import format_time
+from schemas.inbound import (
+    ContraindicationCleared,
+    HypersensitivityRuledOut,
+    InfusionEnded,
+    InfusionStarted,
+    PatientProfile,
+    VitalsRecorded,
+)
+from schemas.outbound import (
+    ContraindicationLifted,
+    PatientContraindicated,
+    ReactionRecorded,
+    ReexposureRecorded,
+    SessionClosed,
+)
+from schemas.vocab import AlertKind, ContraindicationReason, Rule, Severity, is_known_symptom
+
+from ..engine.alerts import make_alert, minutes_between
+from ..engine.core import Context
+from ..engine.ids import stable_id
+from . import preinfusion
+from .baseline import baseline, in_baseline_range
+from .hypersensitivity import RULES, grade, strongest, systolic_fall_exceeds
+from .state import AlertRef, PatientSessions, Profile, Reading, Session
+from .window import is_inside, observation_minutes, window_end
+
+MONITORED_DRUGS = frozenset({"natalizumab", "tysabri"})
+OUTCOME_RULES = frozenset({Rule.R7, Rule.R8, Rule.R9, Rule.R10, Rule.R11, Rule.R12, Rule.R12B, Rule.R13, Rule.M1})
+
+# timer kinds
+BASELINE, NO_END, GAP, CLOSE = "baseline", "no_end", "gap", "close"
+
+
+class SessionMonitor:
+    name: ClassVar[str] = "session"
+    state_model: ClassVar[type] = PatientSessions
+    handles: ClassVar[frozenset[str]] = frozenset({
+        "patient.profile", "infusion.started", "infusion.ended", "vitals.recorded",
+        "hypersensitivity.ruled_out", "contraindication.cleared",
+        "patient.contraindicated", "antibody.persistence",
+    })
+
+    def handle(self, st: PatientSessions, event: Any, ctx: Context) -> None:
+        match event.type:
+            case "patient.profile":
+                self._profile(st, event)
+            case "infusion.started":
+                self._started(st, event, ctx)
+            case "infusion.ended":
+                self._ended(st, event, ctx)
+            case "vitals.recorded":
+                self._vitals(st, event, ctx)
+            case "hypersensitivity.ruled_out" | "contraindication.cleared":
+                self._clear(st, event, ctx)
+            case "patient.contraindicated":
+                if event.reason not in st.contraindications:
+                    st.contraindications = sorted({*st.contraindications, event.reason}, key=lambda r: r.value)
+            case "antibody.persistence":
+                st.persistent_antibodies = event.persistent
+
+    def fire(self, st: PatientSessions, kind: str, key: str, due: datetime, ctx: Context) -> None:
+        session = st.sessions.get(key)
+        if session is None:
+            return
+        match kind:
+            case "baseline":
+                self._fix_baseline(session, due, ctx)
+            case "no_end":
+                self._no_end(session, due, ctx)
+            case "gap":
+                self._gap(st, session, due, ctx)
+            case "close":
+                self._close(session, due, ctx)
+
+    # -- inbound events ---------------------------------------------------------------------
+
+    def _profile(self, st: PatientSessions, ev: PatientProfile) -> None:
+        st.profile = Profile(
+            birth_date=ev.birth_date,
+            pregnant=bool(ev.pregnant),
+            lactating=bool(ev.lactating),
+            concomitant_therapies=list(ev.concomitant_therapies),
+        )
+
+    def _started(self, st: PatientSessions, ev: InfusionStarted, ctx: Context) -> None:
+        cfg = ctx.config
+        if ev.drug.strip().lower() not in MONITORED_DRUGS:
+            ctx.warn("infusion.started for a drug other than natalizumab: ignored", "drug")
+            return
+        if ev.session_id in st.sessions:
+            ctx.reject("a second infusion.started for a known session", "session_id")
+            return
+        t0 = ev.occurred_at
+        earlier = [s for s in st.starts if s < t0]
+        previous = earlier[-1] if earlier else None
+        number = ev.infusion_number or len(earlier) + 1
+        gap_days = preinfusion.reexposure_gap_days(previous, t0, cfg)
+        reexposure = gap_days is not None and gap_days > cfg.reexposure_gap_days
+        insort(st.starts, t0)
+        session = Session(
+            session_id=ev.session_id,
+            started_at=t0,
+            infusion_number=number,
+            observation_minutes=observation_minutes(number, st.had_reaction, reexposure, cfg),
+            site_id=ev.site_id,
+            pump_id=ev.pump_id,
+        )
+        session.candidates = [r for r in st.recent if in_baseline_range(r.at, t0, cfg)]
+        session.baseline = baseline(session.candidates, t0)
+        later = [r.at for r in st.recent if r.at >= t0]
+        session.last_reading_at = max(later) if later else None
+        st.sessions[session.session_id] = session
+
+        for finding in preinfusion.checks(
+            start=t0,
+            profile=st.profile,
+            contraindications=st.contraindications,
+            gap_days=gap_days,
+            persistent_antibodies=st.persistent_antibodies,
+            config=cfg,
+        ):
+            ctx.emit(make_alert(
+                patient_id=ctx.patient_id, at=t0, kind=finding.kind, severity=finding.severity,
+                rule=finding.rule, condition=finding.rule.value, session_id=session.session_id,
+                summary=f"{finding.summary} ({finding.rule.value}, session {session.session_id})",
+                action=finding.action,
+                evidence={**finding.evidence, "infusion_number": number},
+            ))
+        if reexposure:
+            ctx.emit(ReexposureRecorded(
+                event_id=stable_id("ev", "reexposure", ctx.patient_id, session.session_id),
+                occurred_at=t0, patient_id=ctx.patient_id, session_id=session.session_id,
+                gap_days=gap_days,
+            ))
+        ctx.set_timer(t0 + timedelta(minutes=cfg.baseline_fix_minutes), BASELINE, session.session_id)
+        ctx.set_timer(t0 + timedelta(minutes=cfg.no_end_minutes), NO_END, session.session_id)
+        self._arm_gap(st, session, ctx)
+        self._forget_old_sessions(st, ctx)
+
+    def _ended(self, st: PatientSessions, ev: InfusionEnded, ctx: Context) -> None:
+        session = st.sessions.get(ev.session_id)
+        if session is None:
+            ctx.reject("infusion.ended for an unknown session", "session_id")
+            return
+        if session.ended_at is not None and not session.end_assumed:
+            ctx.reject("infusion.ended for a session already ended", "session_id")
+            return
+        if ev.occurred_at < session.started_at:
+            ctx.reject("infusion.ended before its infusion.started", "occurred_at")
+            return
+        session.outcome = ev.outcome
+        session.ended_at, session.end_assumed = ev.occurred_at, False
+        if session.closed:
+            return  # recorded; a closed window is never reopened
+        ctx.cancel_timer(NO_END, session.session_id)
+        self._set_window_end(session, ctx)
+
+    def _vitals(self, st: PatientSessions, ev: VitalsRecorded, ctx: Context) -> None:
+        cfg = ctx.config
+        at, values = ev.occurred_at, ev.readings()
+        for code in ev.symptoms:
+            if not is_known_symptom(code):
+                ctx.warn("unknown symptom code: kept, counted as non-allergic (R13)", "symptoms")
+        if values:
+            self._remember(st, Reading(at=at, values=values), cfg)
+            for open_session in st.sessions.values():
+                if not open_session.baseline_fixed and in_baseline_range(at, open_session.started_at, cfg):
+                    open_session.candidates.append(Reading(at=at, values=values))
+                    open_session.baseline = baseline(open_session.candidates, open_session.started_at)
+        session = self._session_for(st, ev, cfg)
+        if session is None:
+            return  # only a baseline candidate
+        if values and (session.last_reading_at is None or at > session.last_reading_at):
+            session.last_reading_at = at
+            if not session.closed:
+                self._arm_gap(st, session, ctx)
+        for code in ev.symptoms:
+            code = code.lower()
+            if code not in session.symptoms:
+                session.symptoms.append(code)
+        self._grade(st, session, ev, values, ctx)
+
+    def _clear(self, st: PatientSessions, ev: HypersensitivityRuledOut | ContraindicationCleared, ctx: Context) -> None:
+        if isinstance(ev, HypersensitivityRuledOut):
+            reason = ContraindicationReason.HYPERSENSITIVITY
+        else:
+            reason = ev.reason
+        if reason not in st.contraindications:
+            ctx.warn(f"no '{reason.value}' contraindication on record to clear", "reason")
+            return
+        st.contraindications = [r for r in st.contraindications if r is not reason]
+        ctx.emit(ContraindicationLifted(
+            event_id=stable_id("ev", "lifted", ctx.patient_id, ev.event_id),
+            occurred_at=ev.occurred_at, patient_id=ctx.patient_id, reason=reason,
+            clinician=ev.clinician, source_event_id=ev.event_id,
+        ))
+
+    # -- grading R7-R13 ---------------------------------------------------------------------
+
+    def _grade(self, st: PatientSessions, session: Session, ev: VitalsRecorded, values: dict[str, float], ctx: Context) -> None:
+        cfg = ctx.config
+        base_sys = session.baseline.get("systolic_mmhg")
+        met = grade(values, session.symptoms, base_sys, cfg)
+        if not met:
+            return
+        spec = strongest(met)
+        current = session.alerts.get(spec.kind.value)
+        if current is not None and spec.rank <= tuple(current.rank):
+            return  # a repeat or a milder reading never pages again
+        at = ev.occurred_at
+        evidence: dict[str, Any] = {
+            "rules_met": [r.value for r in met],
+            "brown_grade": spec.grade.label,
+            "reading_event_id": ev.event_id,
+            "readings": values,
+            "symptoms": list(session.symptoms),
+            "baseline": dict(session.baseline),
+            "minutes_since_start": minutes_between(at, session.started_at),
+            "minutes_since_end": minutes_between(at, session.ended_at)
+            if session.ended_at is not None and at >= session.ended_at else None,
+        }
+        systolic = values.get("systolic_mmhg")
+        if Rule.R7 in met and base_sys and systolic is not None and systolic_fall_exceeds(base_sys, systolic, cfg.systolic_fall_pct):
+            evidence["systolic_fall_pct"] = round((base_sys - systolic) * 100 / base_sys, 1)
+        alert = make_alert(
+            patient_id=ctx.patient_id, at=at, kind=spec.kind, severity=spec.severity,
+            rule=spec.rule, condition=spec.rule.value, session_id=session.session_id,
+            summary=_reaction_summary(spec, session, values, session.symptoms),
+            action=spec.action, evidence=evidence,
+            outside_window=not is_inside(session, at),
+            supersedes=current.alert_id if current else None,
+        )
+        ctx.emit(alert)
+        session.alerts[spec.kind.value] = AlertRef(alert_id=alert.alert_id, rank=spec.rank)
+        st.had_reaction = True
+        self._count_for_outcome(session, spec.rule, spec.kind, spec.severity)
+        if spec.kind is AlertKind.DISCONTINUE_HYPERSENSITIVITY and ContraindicationReason.HYPERSENSITIVITY not in st.contraindications:
+            ctx.emit(PatientContraindicated(
+                event_id=stable_id("ev", "contraindicated", alert.alert_id),
+                occurred_at=at, patient_id=ctx.patient_id,
+                reason=ContraindicationReason.HYPERSENSITIVITY, rule=spec.rule, alert_id=alert.alert_id,
+            ))
+        if not session.reacted:  # R14: the first R7-R13 alert of a session asks for a test now
+            session.reacted = True
+            ctx.emit(ReactionRecorded(
+                event_id=stable_id("ev", "reaction", alert.alert_id),
+                occurred_at=at, patient_id=ctx.patient_id, session_id=session.session_id,
+                alert_id=alert.alert_id, rule=spec.rule,
+            ))
+
+    # -- timers -----------------------------------------------------------------------------
+
+    def _fix_baseline(self, session: Session, due: datetime, ctx: Context) -> None:
+        """R6 at t0 + 5 min: no vitals reading in [t0 - 30 min, t0 + 5 min]."""
+        session.baseline_fixed = True
+        had_reading = bool(session.candidates)
+        session.candidates = []
+        if had_reading:
+            return
+        cfg = ctx.config
+        ctx.emit(make_alert(
+            patient_id=ctx.patient_id, at=due, kind=AlertKind.MONITORING_NO_BASELINE,
+            severity=Severity.MEDIUM, rule=Rule.R6, condition=Rule.R6.value,
+            session_id=session.session_id,
+            summary=f"No baseline vitals around the infusion start (R6, session {session.session_id})",
+            action="Take a full set of vitals now; the reaction grading has no baseline for a relative fall.",
+            evidence={"window_from": format_time(session.started_at - timedelta(minutes=cfg.baseline_lookback_minutes)),
+                      "window_to": format_time(due)},
+        ))
+
+    def _no_end(self, session: Session, due: datetime, ctx: Context) -> None:
+        """M2 at t0 + 180 min without ``infusion.ended``: t0 + 180 is taken as the end."""
+        if session.ended_at is not None or session.closed:
+            return
+        ctx.emit(make_alert(
+            patient_id=ctx.patient_id, at=due, kind=AlertKind.MONITORING_NO_END,
+            severity=Severity.MEDIUM, rule=Rule.M2, condition=Rule.M2.value,
+            session_id=session.session_id,
+            summary=f"No infusion end recorded {ctx.config.no_end_minutes} min after start (M2, session {session.session_id})",
+            action="Check the pump and chart the infusion end; the window is timed from now until it is.",
+            evidence={"minutes_since_start": minutes_between(due, session.started_at)},
+        ))
+        session.ended_at, session.end_assumed = due, True
+        self._set_window_end(session, ctx)
+
+    def _gap(self, st: PatientSessions, session: Session, due: datetime, ctx: Context) -> None:
+        """M1: no reading for more than the gap, due before the window closes; once per gap."""
+        if session.closed or (session.window_end is not None and due >= session.window_end):
+            return
+        session.gap_count += 1
+        since = max(session.started_at, session.last_reading_at or session.started_at)
+        alert = make_alert(
+            patient_id=ctx.patient_id, at=due, kind=AlertKind.MONITORING_GAP,
+            severity=Severity.MEDIUM, rule=Rule.M1, condition=f"gap@{format_time(since)}",
+            session_id=session.session_id,
+            summary=f"No vitals for {minutes_between(due, since):g} min (M1, session {session.session_id})",
+            action="Take and chart a full set of vitals now.",
+            evidence={
+                "last_reading_at": format_time(session.last_reading_at) if session.last_reading_at else None,
+                "gap_limit_minutes": self._gap_minutes(st, ctx),
+                "enhanced_monitoring": st.persistent_antibodies,
+                "minutes_since_start": minutes_between(due, session.started_at),
+            },
+        )
+        ctx.emit(alert)
+        self._count_for_outcome(session, Rule.M1, AlertKind.MONITORING_GAP, Severity.MEDIUM)
+
+    def _close(self, session: Session, due: datetime, ctx: Context) -> None:
+        session.closed = True
+        ctx.cancel_timer(GAP, session.session_id)
+        ctx.emit(SessionClosed(
+            event_id=stable_id("ev", "session.closed", ctx.patient_id, session.session_id),
+            occurred_at=due, patient_id=ctx.patient_id, session_id=session.session_id,
+            outcome=session.worst_kind or "uneventful",
+        ))
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _session_for(self, st: PatientSessions, ev: VitalsRecorded, cfg: Any) -> Session | None:
+        """The session a reading belongs to, judged by the reading's own time."""
+        at = ev.occurred_at
+        if ev.session_id is not None:
+            session = st.sessions.get(ev.session_id)
+            return session if session is not None and session.started_at <= at else None
+        limit = timedelta(hours=cfg.session_match_hours)
+        matches = [s for s in st.sessions.values() if s.started_at <= at and at - s.started_at < limit]
+        return max(matches, key=lambda s: s.started_at) if matches else None
+
+    def _set_window_end(self, session: Session, ctx: Context) -> None:
+        session.window_end = window_end(session, ctx.config)
+        if session.window_end is not None:
+            ctx.set_timer(session.window_end, CLOSE, session.session_id)
+
+    def _gap_minutes(self, st: PatientSessions, ctx: Context) -> int:
+        cfg = ctx.config
+        return cfg.gap_minutes_enhanced if st.persistent_antibodies else cfg.gap_minutes
+
+    def _arm_gap(self, st: PatientSessions, session: Session, ctx: Context) -> None:
+        since = max(session.started_at, session.last_reading_at or session.started_at)
+        ctx.set_timer(since + timedelta(minutes=self._gap_minutes(st, ctx)), GAP, session.session_id)
+
+    def _count_for_outcome(self, session: Session, rule: Rule, kind: AlertKind, severity: Severity) -> None:
+        if session.closed or rule not in OUTCOME_RULES:
+            return
+        if severity.rank > session.worst_rank:  # ties keep the earliest
+            session.worst_rank, session.worst_kind = severity.rank, kind.value
+
+    def _remember(self, st: PatientSessions, reading: Reading, cfg: Any) -> None:
+        """Keep recent readings as baseline candidates for a session that starts later."""
+        insort(st.recent, reading, key=lambda r: r.at)
+        horizon = st.recent[-1].at - timedelta(minutes=cfg.baseline_memory_minutes)
+        st.recent = [r for r in st.recent if r.at >= horizon][-32:]
+
+    def _forget_old_sessions(self, st: PatientSessions, ctx: Context) -> None:
+        horizon = ctx.now - timedelta(hours=ctx.config.closed_session_memory_hours)
+        for sid in [s.session_id for s in st.sessions.values() if s.closed and s.started_at < horizon]:
+            del st.sessions[sid]
+
+
+def _reaction_summary(spec: Any, session: Session, values: dict[str, float], symptoms: list[str]) -> str:
+    parts = []
+    labels = {"systolic_mmhg": ("systolic", "mmHg"), "spo2_pct": ("SpO2", "%"), "temperature_c": ("temp", "°C")}
+    for name, (label, unit) in labels.items():
+        if name in values:
+            parts.append(f"{label} {values[name]:g} {unit}")
+    if symptoms:
+        parts.append("symptoms: " + ", ".join(symptoms))
+    where = f" at {session.pump_id}" if session.pump_id else ""
+    grade = f", {spec.grade.label}" if spec.grade.label else ""
+    detail = "; ".join(parts)
+    return f"{spec.title.capitalize()} ({spec.rule.value}{grade}) in session {session.session_id}{where}: {detail}"
