@@ -175,6 +175,10 @@ class ClockTick(Event):
     """Advances event time in a replayed log; carries no patient."""
 
     type: Literal["clock.tick"]
+    inclusive: bool = Field(
+        default=False,
+        description="also fire timers due exactly at this time (a replay's final horizon)",
+    )
 
 
 InboundEvent = Annotated[

@@ -127,3 +127,15 @@ OUTBOUND_MODELS: tuple[type[OutboundEvent], ...] = (
 LIFECYCLE_MODELS = (AlertAcknowledged, AlertResolved)
 
 __all__ = [m.__name__ for m in OUTBOUND_MODELS + LIFECYCLE_MODELS] + ["EventTime"]
+
+
+OutboundUnion = Annotated[
+    AlertRaised
+    | AntibodyTestDue
+    | SessionClosed
+    | PatientContraindicated
+    | ContraindicationLifted
+    | ReactionRecorded
+    | ReexposureRecorded,
+    Field(discriminator="type"),
+]

@@ -128,8 +128,8 @@ class Engine:
             return step  # a redelivery of an event already applied
         if self._is_duplicate(event, record):
             return step
-        if self.clock is None or when > self.clock:
-            self._fire_until(when, inclusive=False)
+        if self.clock is None or when >= self.clock:
+            self._fire_until(when, inclusive=getattr(event, "inclusive", False))
             self.clock = when
         if record is not None:
             if seq:

@@ -1,0 +1,43 @@
+"""structlog setup: JSON lines (console rendering on a terminal). Log event ids, session ids and
+pseudonymous patient keys only: never a payload, a free-text field or a birth date."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+
+def configure(fmt: str | None = None, level: int = logging.INFO) -> None:
+    use_console = fmt == "console" or (fmt is None and sys.stderr.isatty())
+    renderer = structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
+    return structlog.get_logger(service=name)
+
+
+def quiet_stdlib_logger(name: str) -> logging.Logger:
+    """A stdlib logger for FastStream: only warnings and errors (its per-message access log
+    halves throughput)."""
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.WARNING)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    logger.propagate = False
+    return logger

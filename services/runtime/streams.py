@@ -1,0 +1,93 @@
+"""JetStream streams and consumers the services need, declared idempotently.
+
+Durability choices (see docs/reliability.md): file storage everywhere; a dedup window on
+every stream so a republished id (``Nats-Msg-Id`` = ``event_id``) is dropped; alerts kept
+for 400 days as the audit trail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+
+from .names import Names
+
+DAY = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class StreamPolicy:
+    replicas: int = 1
+    dedup_window_s: float = 3600.0
+    inbound_max_age_s: float = 30 * DAY
+    alerts_max_age_s: float = 400 * DAY
+    out_max_age_s: float = 90 * DAY
+    dlq_max_age_s: float = 30 * DAY
+
+
+def stream_configs(names: Names, policy: StreamPolicy = StreamPolicy()) -> list[StreamConfig]:
+    def make(name: str, subjects: list[str], max_age: float) -> StreamConfig:
+        return StreamConfig(
+            name=name,
+            subjects=subjects,
+            storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS,
+            max_age=max_age,
+            duplicate_window=policy.dedup_window_s,
+            num_replicas=policy.replicas,
+        )
+
+    ns = names.ns
+    return [
+        make(names.stream_in, [f"{ns}.in.>"], policy.inbound_max_age_s),
+        make(names.stream_alerts, [f"{ns}.alert.>"], policy.alerts_max_age_s),
+        make(names.stream_out, [f"{ns}.out.>"], policy.out_max_age_s),
+        make(names.stream_dlq, [f"{ns}.dlq.>"], policy.dlq_max_age_s),
+    ]
+
+
+async def ensure_streams(js: JetStreamContext, names: Names, policy: StreamPolicy = StreamPolicy()) -> None:
+    for config in stream_configs(names, policy):
+        try:
+            await js.stream_info(config.name)
+            await js.update_stream(config)
+        except NotFoundError:
+            await js.add_stream(config)
+
+
+def worker_consumer(durable: str, filter_subject: str, batch: int) -> ConsumerConfig:
+    """The monitor's durable pull consumer: explicit acks, unlimited redelivery (bad input is
+    dead-lettered by the worker itself, so nothing is ever dropped by the server), and at most a
+    few batches in flight so a batch that failed is redelivered before newer events."""
+    return ConsumerConfig(
+        durable_name=durable,
+        filter_subject=filter_subject,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=30.0,
+        max_deliver=-1,
+        max_ack_pending=batch,
+    )
+
+
+async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> None:
+    """Create the durable, or update its mutable settings (nats-py would keep an old config)."""
+    try:
+        info = await js.consumer_info(stream, config.durable_name)
+    except NotFoundError:
+        await js.add_consumer(stream, config)
+        return
+    current = info.config
+    current.ack_wait, current.max_deliver, current.max_ack_pending = (
+        config.ack_wait, config.max_deliver, config.max_ack_pending)
+    await js.add_consumer(stream, current)

@@ -1,0 +1,1 @@
+"""The live monitor worker: a thin FastStream shell around the engine (all cores)."""
