@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from .base import CalendarDate, EventTime, FreeText, PatientEvent, SessionId, ShortText, Event
-from .vocab import ContraindicationReason, InfusionOutcome
+from .vocab import ContraindicationReason, InfusionOutcome, Symptom
 
 NATALIZUMAB = "natalizumab"
 
@@ -90,7 +90,14 @@ class VitalsRecorded(PatientEvent):
     respiratory_rate_bpm: Annotated[float, Field(ge=0, le=80)] | None = None
     spo2_pct: Annotated[float, Field(ge=0, le=100)] | None = None
     temperature_c: Annotated[float, Field(ge=25, le=45)] | None = None
-    symptoms: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=MAX_SYMPTOMS)] = []
+    symptoms: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=64)]],
+        Field(
+            max_length=MAX_SYMPTOMS,
+            description="symptom codes (case-insensitive); unknown codes are kept and count as non-allergic",
+            json_schema_extra={"x-vocabulary": [s.value for s in Symptom]},
+        ),
+    ] = []
     dropped: SkipJsonSchema[list[DroppedReading]] = Field(default=[], exclude=True)
 
     @model_validator(mode="before")
@@ -121,7 +128,8 @@ class VitalsRecorded(PatientEvent):
     @model_validator(mode="after")
     def _needs_something(self) -> VitalsRecorded:
         if not self.readings() and not self.symptoms:
-            raise ValueError("no valid reading and no symptom")
+            why = "; ".join(f"{d.field}: {d.reason}" for d in self.dropped)
+            raise ValueError("no valid reading and no symptom" + (f" ({why})" if why else ""))
         return self
 
     def readings(self) -> dict[str, float]:

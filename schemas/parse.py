@@ -32,9 +32,24 @@ def parse_inbound(raw: bytes | str) -> InboundEvent | Rejection:
         return Rejection("", f"unreadable: {exc}")
 
 
+def _common_prefix(locs: list[tuple]) -> tuple:
+    prefix = locs[0]
+    for loc in locs[1:]:
+        n = 0
+        while n < min(len(prefix), len(loc)) and prefix[n] == loc[n]:
+            n += 1
+        prefix = prefix[:n]
+    return prefix
+
+
 def rejection_from(exc: ValidationError) -> Rejection:
-    error = exc.errors(include_url=False, include_input=False)[0]
+    errors = exc.errors(include_url=False, include_input=False)
+    error = errors[0]
     kind, loc = error["type"], error["loc"]
+    if len(errors) > 1 and len({e["loc"][:2] for e in errors}) == 1:
+        # one field failing every member of a union (e.g. a number or "positive"/"negative")
+        loc = _common_prefix([e["loc"] for e in errors])
+        error = {**error, "msg": " or ".join(dict.fromkeys(e["msg"] for e in errors))}
     if kind == "json_invalid":
         return Rejection("", f"invalid JSON: {error['msg'].removeprefix('Invalid JSON: ')}")
     if kind == "model_attributes_type" or kind == "model_type":

@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", type=Path, help="where the embedded server keeps its store")
 
     demo = sub.add_parser("demo", help="replay the bundled clinic day through NATS and show the alerts")
-    demo.add_argument("--speed", type=float, default=0.0, help="seconds of pause per event (0: as fast as possible)")
+    demo.add_argument("--speedup", type=float, default=3000.0,
+                      help="event time runs this many times faster than real time (0: no pauses)")
     demo.add_argument("--log", type=Path, help="another log to play instead of the bundled clinic day")
 
     service = sub.add_parser("service", help="run one service in the foreground (used by `up`)")
@@ -59,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--nats", help="NATS URL (default: $NATS_URL)")
         if name != "list":
             cmd.add_argument("seq", type=int, help="the dead letter's stream sequence")
+        if name == "redrive":
+            cmd.add_argument("--file", help="send this corrected event instead of the original bytes")
     return parser
 
 

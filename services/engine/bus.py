@@ -124,9 +124,8 @@ class Engine:
         when = event.occurred_at
         patient_id = getattr(event, "patient_id", None)
         record = self._record(patient_id) if patient_id is not None else None
-        if record is not None and seq and seq <= record.last_seq:
-            return step  # a redelivery of an event already applied
-        if self._is_duplicate(event, record):
+        if (record is not None and seq and seq <= record.last_seq) or self._is_duplicate(event, record):
+            step.applied = False  # a redelivery of an event already applied, or a duplicate id
             return step
         if self.clock is None or when >= self.clock:
             self._fire_until(when, inclusive=getattr(event, "inclusive", False))

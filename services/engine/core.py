@@ -29,6 +29,7 @@ class Step:
 
     outputs: list[OutboundEvent] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
+    applied: bool = True  # False: a duplicate or a redelivery, dropped without effect
 
     def extend(self, other: Step) -> None:
         self.outputs.extend(other.outputs)

@@ -72,9 +72,10 @@ def replay_lines(
         if until is not None and event.occurred_at > until:
             continue
         result.events += 1
-        for dropped in getattr(event, "dropped", ()):
-            result.reports.append(LineReport(number, "dropped", dropped.field, dropped.reason))
         step = engine.handle(event)
+        if step.applied:
+            for dropped in getattr(event, "dropped", ()):
+                result.reports.append(LineReport(number, "dropped", dropped.field, dropped.reason))
         result.outputs.extend(step.outputs)
         result.reports.extend(_notice_report(number, n) for n in step.notices)
     horizon = until if until is not None else (engine.clock + HORIZON if engine.clock else None)

@@ -83,11 +83,11 @@ class MonitorRunner:
                     dead.append(DeadLetter(msg.data, msg.subject, seq, event.reason, event.field, "rejected"))
                     self.log.warning("event rejected", seq=seq, field=event.field, reason=event.reason)
                     continue
-                for i, dropped in enumerate(getattr(event, "dropped", ()), start=1):
+                step = self.engine.handle(event, seq)
+                for i, dropped in enumerate(getattr(event, "dropped", ()) if step.applied else (), start=1):
                     dead.append(DeadLetter(msg.data, msg.subject, seq, dropped.reason, dropped.field, "dropped", i))
                     self.log.warning("reading dropped", seq=seq, event_id=event.event_id,
                                      field=dropped.field, reason=dropped.reason)
-                step = self.engine.handle(event, seq)
                 outputs.extend(step.outputs)
                 for n, notice in enumerate(step.notices, start=100):
                     self._notice(notice, msg, seq, n, dead)

@@ -1,0 +1,128 @@
+"""``infusion-monitor up`` (supervisor: embedded NATS unless configured, every service as a
+child process, restarted when it exits) and ``infusion-monitor service NAME`` (one service)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from argparse import Namespace
+from pathlib import Path
+
+from ..runtime.embedded import EmbeddedNats
+from ..runtime.logs import configure, get_logger
+from ..runtime.settings import Settings
+
+SERVICES = ("monitor",)
+RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10)
+
+
+def url_file(data_dir: Path) -> Path:
+    return data_dir / "nats.url"
+
+
+def resolve_nats_url(args: Namespace, settings: Settings) -> str | None:
+    """--nats, else NATS_URL, else the embedded server a running ``up`` wrote down."""
+    if getattr(args, "nats", None):
+        return args.nats
+    if settings.nats_url:
+        return settings.nats_url
+    path = url_file(settings.data_dir)
+    return path.read_text().strip() if path.exists() else None
+
+
+def run_service(args: Namespace, settings: Settings) -> int:
+    configure(settings.log_format)
+    url = resolve_nats_url(args, settings)
+    if not url:
+        print("infusion-monitor service: no NATS URL (--nats or NATS_URL)", file=sys.stderr)
+        return 2
+    from ..worker.app import run_worker
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with run_worker(settings, url, clock="wall") as worker:
+            stopped = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait({stopped, worker.failed}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            return 70 if worker.failed in done else 0
+
+    return asyncio.run(main())
+
+
+class Supervisor:
+    """Keeps one child process per service running until told to stop."""
+
+    def __init__(self, url: str, env: dict[str, str], log) -> None:
+        self.url, self.env, self.log = url, env, log
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.restarts: dict[str, int] = {name: 0 for name in SERVICES}
+
+    def spawn(self, name: str) -> None:
+        command = [sys.executable, "-m", "services.cli.main", "service", name, "--nats", self.url]
+        self.children[name] = subprocess.Popen(command, env=self.env)
+        self.log.info("service started", name=name, pid=self.children[name].pid)
+
+    def check(self) -> None:
+        for name, child in list(self.children.items()):
+            code = child.poll()
+            if code is None:
+                continue
+            delay = RESTART_BACKOFF_S[min(self.restarts[name], len(RESTART_BACKOFF_S) - 1)]
+            self.log.warning("service exited; restarting", name=name, code=code, in_s=delay)
+            time.sleep(delay)
+            self.restarts[name] += 1
+            self.spawn(name)
+
+    def stop(self) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in self.children.values():
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def run_up(args: Namespace, settings: Settings) -> int:
+    configure(settings.log_format)
+    log = get_logger("up")
+    data_dir = args.data_dir or settings.data_dir
+    url = args.nats or settings.nats_url
+    server = None
+    if url is None:
+        server = EmbeddedNats(data_dir / "nats").start()
+        url = server.url
+        url_file(data_dir).write_text(url + "\n")
+        log.info("embedded nats-server started", url=url, pid=server.pid, store=str(data_dir / "nats"))
+    stopping = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    supervisor = Supervisor(url, {**os.environ, "NATS_URL": url}, log)
+    try:
+        for name in SERVICES:
+            supervisor.spawn(name)
+        print(f"infusion-monitor is up. NATS: {url}. Publish inbound events on im.in.<patient>.<type>; "
+              "alerts arrive on im.alert.>. Ctrl-C stops.", flush=True)
+        while not stopping:
+            supervisor.check()
+            time.sleep(0.2)
+    finally:
+        supervisor.stop()
+        if server is not None:
+            server.stop()
+            url_file(data_dir).unlink(missing_ok=True)
+            log.info("embedded nats-server stopped")
+    return 0

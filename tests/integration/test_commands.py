@@ -1,0 +1,122 @@
+"""The command line as a user runs it: `up` (embedded server, clean shutdown), `demo`,
+`deadletter list/show/redrive`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.live import alerts, connect, now_minus, publish, wait_for
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "services.cli.main", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})}, check=False)
+
+
+def test_demo_prints_alerts_and_summary():
+    proc = _cli("demo", "--speedup", "0")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "CRITICAL R7" in out and "HIGH     R12" in out and "HIGH     P1" in out and "MEDIUM   M1" in out
+    assert "discontinue.hypersensitivity" in out and "Alerts by severity: critical 2" in out
+    assert "Events replayed: 277" in out
+
+
+async def test_up_runs_embedded_server_and_services_and_stops_cleanly(tmp_path):
+    env = {**os.environ, "INFUSION_MONITOR_DATA_DIR": str(tmp_path / "var"), "INFUSION_MONITOR_LOG_FORMAT": "json"}
+    env.pop("NATS_URL", None)
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen([sys.executable, "-m", "services.cli.main", "up"], cwd=ROOT, env=env,
+                          stdout=log, stderr=subprocess.STDOUT)
+    url_file = tmp_path / "var" / "nats.url"
+    try:
+        deadline = time.monotonic() + 30
+        while not url_file.exists():
+            assert time.monotonic() < deadline and up.poll() is None, "up did not start the embedded server"
+            await asyncio.sleep(0.1)
+        url = url_file.read_text().strip()
+        nc, js = await connect(url)
+        try:
+            async def streams_ready():
+                try:
+                    await js.consumer_info("IM_IN", "monitor")
+                    return True
+                except Exception:
+                    return False
+
+            await wait_for(streams_ready, timeout=30)
+            base = {"patient_id": "pk-up"}
+            await publish(js, {"type": "infusion.started", "event_id": "u1", "occurred_at": now_minus(3), "session_id": "ses-up", **base})
+            await publish(js, {"type": "vitals.recorded", "event_id": "u2", "occurred_at": now_minus(0.1), "spo2_pct": 88, **base})
+
+            async def critical():
+                return [a for a in await alerts(js) if a["rule"] == "R8"]
+
+            assert (await wait_for(critical, timeout=30))[0]["session_id"] == "ses-up"
+        finally:
+            await nc.close()
+        up.send_signal(signal.SIGINT)
+        assert up.wait(30) == 0
+        assert not url_file.exists()
+        assert (tmp_path / "var" / "nats" / "jetstream").is_dir()  # the store stays for the next start
+        server_log = (tmp_path / "var" / "nats" / "nats-server.log").read_text()
+        assert "Server Exiting" in server_log or "Exiting" in server_log
+    finally:
+        if up.poll() is None:
+            up.kill()
+        log.close()
+
+
+async def test_deadletter_list_show_and_redrive(nats_server, tmp_path):
+    from tests.integration.live import MonitorProcess
+
+    monitor = MonitorProcess(nats_server.url, tmp_path / "m.log").start()
+    nc, js = await connect(nats_server.url)
+    try:
+        await wait_for(lambda: _ready(js))
+        bad = {"type": "infusion.started", "event_id": "pump-r1", "occurred_at": "2025-03-03T09:00:00",
+               "patient_id": "pk-dl", "session_id": "ses-dl"}
+        await js.publish("im.in.pk-dl.infusion.started", json.dumps(bad).encode())
+
+        async def one_letter():
+            info = await js.stream_info("IM_DLQ")
+            return info.state.messages >= 1
+
+        await wait_for(one_letter)
+        env = {"NATS_URL": nats_server.url}
+        listing = _cli("deadletter", "list", env=env)
+        assert listing.returncode == 0 and "occurred_at" in listing.stdout and "timezone" in listing.stdout
+        shown = _cli("deadletter", "show", "1", env=env)
+        assert "Im-Reason: Input should have timezone info" in shown.stdout and '"pump-r1"' in shown.stdout
+        fixed = tmp_path / "fixed.json"
+        fixed.write_text(json.dumps({**bad, "occurred_at": "2025-03-03T09:00:00Z", "pump_id": "pump-7"}))
+        redriven = _cli("deadletter", "redrive", "1", "--file", str(fixed), env=env)
+        assert redriven.returncode == 0 and "im.in.pk-dl.infusion.started" in redriven.stdout
+
+        async def no_baseline():  # the fixed event opened a session: R6 fires on the wall clock
+            return [a for a in await alerts(js) if a["patient_id"] == "pk-dl" and a["rule"] == "R6"]
+
+        assert (await wait_for(no_baseline))[0]["session_id"] == "ses-dl"
+    finally:
+        await nc.close()
+        monitor.stop()
+
+
+async def _ready(js):
+    try:
+        await js.consumer_info("IM_IN", "monitor")
+        return True
+    except Exception:
+        return False
