@@ -51,12 +51,17 @@ def run_demo(args: Namespace, settings: Settings) -> int:
     print(f"infusion-monitor demo: {log_path.name} ({len(lines)} events) through an embedded NATS "
           "server and the live monitor. Alerts as they arrive:\n", flush=True)
 
+    shown: set[str] = set()
+
     def show(event: OutboundEvent) -> None:
-        if event.type == "alert.raised":
+        if event.type == "alert.raised" and event.alert_id not in shown:
+            shown.add(event.alert_id)
             print(_alert_line(event), flush=True)
 
     pace = speedup_pacer(args.speedup) if args.speedup > 0 else None
     result = asyncio.run(replay_online_async(lines, settings, None, None, pace=pace, on_output=show))
+    for event in result.sorted_outputs():  # anything the live view missed (core NATS is at-most-once)
+        show(event)
     print(summary(result))
     for report in result.reports:
         print(f"  {report}", file=sys.stderr)
