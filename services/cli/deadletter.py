@@ -14,13 +14,13 @@ import nats
 from nats.js.errors import NotFoundError
 
 from ..runtime.names import Names
-from ..runtime.settings import Settings
+from ..runtime.settings import Settings, nats_servers
 from .up import resolve_nats_url
 
 
 async def _run(args: Namespace, url: str) -> int:
     names = Names()
-    nc = await nats.connect(url)
+    nc = await nats.connect(servers=nats_servers(url))
     js = nc.jetstream()
     try:
         if args.deadletter_command == "list":

@@ -27,7 +27,7 @@ from schemas.outbound import OutboundUnion
 
 from ..runtime.embedded import EmbeddedNats
 from ..runtime.names import Names
-from ..runtime.settings import Settings
+from ..runtime.settings import Settings, nats_servers
 from ..worker.app import DURABLE, run_worker
 from .offline import HORIZON, LineReport, ReplayResult
 
@@ -58,7 +58,7 @@ async def replay_online_async(
             nats_url = server.url
         try:
             async with run_worker(settings, nats_url, names, clock="event") as worker:
-                nc = await nats.connect(nats_url)
+                nc = await nats.connect(servers=nats_servers(nats_url))
                 try:
                     watcher = None
                     if on_output is not None:

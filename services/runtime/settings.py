@@ -47,3 +47,8 @@ class Settings:
             data_dir=Path(env.get("INFUSION_MONITOR_DATA_DIR", "var")),
             log_format=env.get("INFUSION_MONITOR_LOG_FORMAT"),
         )
+
+
+def nats_servers(url: str) -> list[str]:
+    """``NATS_URL`` may list several servers of a cluster, comma-separated."""
+    return [part.strip() for part in url.split(",") if part.strip()]

@@ -22,7 +22,7 @@ from ..engine.bus import Engine
 from ..engine.cores import all_cores
 from ..runtime.logs import get_logger, quiet_stdlib_logger
 from ..runtime.names import Names
-from ..runtime.settings import Settings
+from ..runtime.settings import Settings, nats_servers
 from ..runtime.streams import ensure_consumer, ensure_streams, worker_consumer
 from .runner import SERVICE, MonitorRunner
 from .store import StateStore
@@ -47,7 +47,7 @@ class RunningWorker:
 async def run_worker(settings: Settings, nats_url: str, names: Names = Names(),
                      clock: str = "wall", tick_seconds: float = 1.0) -> AsyncIterator[RunningWorker]:
     log = get_logger(SERVICE)
-    broker = NatsBroker(nats_url, logger=quiet_stdlib_logger("faststream"), graceful_timeout=10.0)
+    broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), graceful_timeout=10.0)
     failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
     holder: dict[str, MonitorRunner] = {}
 

@@ -1,0 +1,8 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY schemas schemas
+COPY services services
+COPY examples examples
+RUN pip install --no-cache-dir .
+ENTRYPOINT ["infusion-monitor"]
