@@ -16,6 +16,12 @@ from .base import CalendarDate, EventTime, FreeText, PatientEvent, SessionId, Sh
 from .vocab import ContraindicationReason, InfusionOutcome, Symptom
 
 NATALIZUMAB = "natalizumab"
+MONITORED_DRUGS = frozenset({"natalizumab", "tysabri"})
+
+
+def is_monitored_drug(drug: str) -> bool:
+    """Only natalizumab (also by its brand name, any case) opens a session."""
+    return drug.strip().lower() in MONITORED_DRUGS
 
 
 class PatientProfile(PatientEvent):

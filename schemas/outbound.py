@@ -115,6 +115,27 @@ class ReexposureRecorded(OutboundEvent):
     gap_days: int
 
 
+class AntibodyResulted(OutboundEvent):
+    """An anti-natalizumab antibody result as the lab side judged it (for the scheduler)."""
+
+    type: Literal["antibody.resulted"] = "antibody.resulted"
+    patient_id: str
+    specimen_date: CalendarDate
+    positive: bool
+    first_positive: bool = Field(description="R15: a positive with no positive on record")
+    decides_persistence: bool = Field(description="a negative after a positive, or R16's confirming positive")
+
+
+class AntibodyPersistence(OutboundEvent):
+    """Persistent antibodies established (R16): P5 and enhanced monitoring (M1 at 15 min)."""
+
+    type: Literal["antibody.persistence"] = "antibody.persistence"
+    patient_id: str
+    persistent: bool
+    first_positive_date: CalendarDate
+    confirming_date: CalendarDate
+
+
 OUTBOUND_MODELS: tuple[type[OutboundEvent], ...] = (
     AlertRaised,
     AntibodyTestDue,
@@ -123,6 +144,8 @@ OUTBOUND_MODELS: tuple[type[OutboundEvent], ...] = (
     ContraindicationLifted,
     ReactionRecorded,
     ReexposureRecorded,
+    AntibodyResulted,
+    AntibodyPersistence,
 )
 LIFECYCLE_MODELS = (AlertAcknowledged, AlertResolved)
 
@@ -136,6 +159,8 @@ OutboundUnion = Annotated[
     | PatientContraindicated
     | ContraindicationLifted
     | ReactionRecorded
-    | ReexposureRecorded,
+    | ReexposureRecorded
+    | AntibodyResulted
+    | AntibodyPersistence,
     Field(discriminator="type"),
 ]

@@ -43,7 +43,8 @@ class PatientRecord(BaseModel):
             "last_seq": self.last_seq,
             "seen": self.seen,
             "timers": {k: t.model_dump(mode="json") for k, t in self.timers.items()},
-            "slices": {k: v.model_dump(mode="json") for k, v in self.slices.items()},
+            # a slice not touched since it was loaded is still the stored dict
+            "slices": {k: v if isinstance(v, dict) else v.model_dump(mode="json") for k, v in self.slices.items()},
         }
         import json
 

@@ -48,6 +48,26 @@ class MonitorConfig(BaseModel):
     pediatric_below_age: int = 18  # P1
     elderly_above_age: int = 65  # P2
     immunomodulators: tuple[str, ...] = Field(default=DEFAULT_IMMUNOMODULATORS)
+    # laboratory (L1-L6)
+    on_treatment_days: int = 112  # L1/L2: an infusion within this many days before the specimen
+    neutrophils_low: float = 1.5  # L3, 10^9/L: below -> low
+    neutrophils_medium: float = 1.0  # below -> medium
+    neutrophils_high: float = 0.5  # below -> high
+    platelets_medium: float = 75  # L4, 10^9/L: below -> medium (CTCAE grade 2)
+    platelets_high: float = 50  # below -> high (grade 3+)
+    liver_medium_x_uln: float = 3  # L5: more than
+    liver_high_x_uln: float = 5
+    hys_law_transaminase_x_uln: float = 3  # L6: at or above
+    hys_law_bilirubin_x_uln: float = 2  # L6: more than
+    hys_law_window_hours: int = 168
+    default_uln: dict[str, float] = Field(default_factory=lambda: {"1742-6": 40.0, "1920-8": 40.0, "1975-2": 21.0})
+    # anti-drug antibodies and the scheduler (R14-R16, S1-S3)
+    antibody_interval_days: int = 84  # S1
+    confirm_after_days_us: int = 84  # R15
+    confirm_after_days_eu: int = 42
+    persistence_min_days: int = 42  # R16: at least
+    routine_pause_after_days: int = 84  # routine testing pauses: last infusion more than this
+    overdue_after_days: int = 14  # S3
     # bookkeeping (not clinical): how much history a patient keeps
     baseline_memory_minutes: int = 45
     closed_session_memory_hours: int = 48
@@ -55,3 +75,7 @@ class MonitorConfig(BaseModel):
     @cached_property
     def tz(self) -> tzinfo:
         return ZoneInfo(self.site_timezone)
+
+    @property
+    def confirm_after_days(self) -> int:
+        return self.confirm_after_days_eu if self.profile is PolicyProfile.EU else self.confirm_after_days_us

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from ..adverse_events.core import AdverseEvents
+from ..antibody_scheduler.core import AntibodyScheduler
+from ..lab_monitor.core import LabMonitor
 from ..session_monitor.core import SessionMonitor
 from .core import Core
 
 
 def all_cores() -> list[Core]:
-    return [SessionMonitor(), AdverseEvents()]
+    """Session monitor, adverse events, lab monitor, antibody scheduler: each sees every event
+    it handles in this order; facts they emit are delivered before the next event."""
+    return [SessionMonitor(), AdverseEvents(), LabMonitor(), AntibodyScheduler()]

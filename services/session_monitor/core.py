@@ -19,6 +19,7 @@ from schemas.inbound import (
     InfusionStarted,
     PatientProfile,
     VitalsRecorded,
+    is_monitored_drug,
 )
 from schemas.outbound import (
     ContraindicationLifted,
@@ -38,7 +39,6 @@ from .hypersensitivity import RULES, grade, strongest, systolic_fall_exceeds
 from .state import AlertRef, PatientSessions, Profile, Reading, Session
 from .window import is_inside, observation_minutes, window_end
 
-MONITORED_DRUGS = frozenset({"natalizumab", "tysabri"})
 OUTCOME_RULES = frozenset({Rule.R7, Rule.R8, Rule.R9, Rule.R10, Rule.R11, Rule.R12, Rule.R12B, Rule.R13, Rule.M1})
 
 # timer kinds
@@ -98,7 +98,7 @@ class SessionMonitor:
 
     def _started(self, st: PatientSessions, ev: InfusionStarted, ctx: Context) -> None:
         cfg = ctx.config
-        if ev.drug.strip().lower() not in MONITORED_DRUGS:
+        if not is_monitored_drug(ev.drug):
             ctx.warn("infusion.started for a drug other than natalizumab: ignored", "drug")
             return
         if ev.session_id in st.sessions:

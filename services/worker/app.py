@@ -1,22 +1,31 @@
-"""The monitor service shell: FastStream batch pull consumer -> MonitorRunner -> ack.
+"""The monitor service shell: JetStream pull consumer -> MonitorRunner -> ack.
 
 Run with ``infusion-monitor service monitor`` (``infusion-monitor up`` supervises it).
 ``clock="wall"``: APScheduler advances the engine on the wall clock every second (window
-closes, gaps, no-end). ``clock="event"``: only event time moves the clock (online replay).
+closes, gaps, no-end, antibody-test due dates). ``clock="event"``: only event time moves the
+clock (online replay).
+
+The FastStream broker owns the connection. Consumption is a plain loop on nats-py's pull
+subscription over that connection, not a FastStream subscriber: FastStream 0.7.8's batch pull
+loop catches ``nats.errors.TimeoutError`` while nats-py raises a plain ``asyncio.TimeoutError``
+after a partial fetch, which discards the messages already collected (they come back only after
+``ack_wait``, out of order), and it waits for a full batch before handing it over, which adds up
+to its timeout to every alert's latency. Here a fetch of one message blocks while the stream is
+idle, and whatever else is ready joins it in the same batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, JStream, NatsBroker, PullSub
-from faststream.nats.message import NatsBatchMessage
+from faststream.nats import NatsBroker
 
 from ..engine.bus import Engine
 from ..engine.cores import all_cores
@@ -29,11 +38,8 @@ from .store import StateStore
 
 BATCH = 256
 DURABLE = "monitor"
-
-
-async def _batch_itself(msg: NatsBatchMessage) -> NatsBatchMessage:
-    """Decoder: hand the handler the batch untouched (bad bytes must reach our own validation)."""
-    return msg
+IDLE_WAIT_S = 1.0  # how long one idle fetch waits for the next message
+TOP_UP_WAIT_S = 0.002  # how long to wait for more of an already started batch
 
 
 @dataclass
@@ -43,37 +49,40 @@ class RunningWorker:
     failed: asyncio.Future[BaseException]
 
 
+def _fail(failed: asyncio.Future[BaseException], exc: BaseException, log: Any, what: str) -> None:
+    log.critical(f"{what} failed; stopping for a clean restart", error=repr(exc))
+    if not failed.done():
+        failed.set_result(exc)
+
+
+async def _consume(sub: Any, runner: MonitorRunner, failed: asyncio.Future[BaseException], log: Any) -> None:
+    while not failed.done():
+        try:
+            msgs = await sub.fetch(1, timeout=IDLE_WAIT_S)
+        except TimeoutError:
+            continue
+        try:
+            msgs += await sub.fetch(BATCH - 1, timeout=TOP_UP_WAIT_S)
+        except TimeoutError:
+            pass
+        try:
+            await runner.process(msgs)
+        except Exception as exc:  # crash-only: memory may be ahead of storage
+            _fail(failed, exc, log, "batch")
+            return
+
+
 @asynccontextmanager
 async def run_worker(settings: Settings, nats_url: str, names: Names = Names(),
                      clock: str = "wall", tick_seconds: float = 1.0) -> AsyncIterator[RunningWorker]:
     log = get_logger(SERVICE)
     broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), graceful_timeout=10.0)
     failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
-    holder: dict[str, MonitorRunner] = {}
-
-    @broker.subscriber(
-        f"{names.ns}.in.>",
-        stream=JStream(names.stream_in, declare=False),
-        durable=DURABLE,
-        pull_sub=PullSub(batch_size=BATCH, timeout=0.1, batch=True),
-        ack_policy=AckPolicy.MANUAL,
-        decoder=_batch_itself,
-        config=worker_consumer(DURABLE, f"{names.ns}.in.>", BATCH * 2),
-    )
-    async def on_batch(batch: NatsBatchMessage) -> None:
-        if failed.done():
-            return  # shutting down after a failure: leave the batch for redelivery
-        try:
-            await holder["runner"].process(batch.raw_message)
-        except Exception as exc:  # crash-only: state in memory may be ahead of storage
-            log.critical("batch failed; stopping for a clean restart", error=repr(exc))
-            if not failed.done():
-                failed.set_result(exc)
-
     async with broker:
         js = broker.config.connection_state.stream
         await ensure_streams(js, names)
-        await ensure_consumer(js, names.stream_in, worker_consumer(DURABLE, f"{names.ns}.in.>", BATCH * 2))
+        consumer = worker_consumer(DURABLE, f"{names.ns}.in.>", BATCH * 2)
+        await ensure_consumer(js, names.stream_in, consumer)
         store = await StateStore.open(js, names.state_bucket(SERVICE))
         stored = await store.load()
         clock_at = stored.meta.get("clock")
@@ -83,8 +92,9 @@ async def run_worker(settings: Settings, nats_url: str, names: Names = Names(),
             timer_seq=int(stored.meta.get("timer_seq", 0)),
         )
         engine.tick_seen = dict(stored.meta.get("tick_seen", {}))
-        runner = holder["runner"] = MonitorRunner(engine, js, names, store, log, stored.meta)
-        log.info("monitor starting", patients=len(stored.records), clock=clock_at, clock_mode=clock)
+        runner = MonitorRunner(engine, js, names, store, log, stored.meta)
+        log.info("monitor starting", patients=len(stored.records), clock=clock_at, clock_mode=clock,
+                 stream_seq=runner.stream_seq)
         scheduler = None
         if clock == "wall":
             scheduler = AsyncIOScheduler(timezone=UTC)
@@ -93,17 +103,21 @@ async def run_worker(settings: Settings, nats_url: str, names: Names = Names(),
                 try:
                     await runner.advance(datetime.now(UTC))
                 except Exception as exc:
-                    log.critical("timer advance failed; stopping", error=repr(exc))
-                    if not failed.done():
-                        failed.set_result(exc)
+                    _fail(failed, exc, log, "timer advance")
 
             scheduler.add_job(wall_tick, "interval", seconds=tick_seconds, max_instances=1,
                               coalesce=True, next_run_time=datetime.now(UTC))
             scheduler.start()
-        await broker.start()
+        sub = await js.pull_subscribe_bind(DURABLE, names.stream_in)
+        consuming = asyncio.create_task(_consume(sub, runner, failed, log))
         try:
             yield RunningWorker(broker, runner, failed)
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
-            log.info("monitor stopping", processed=runner.processed)
+            consuming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await consuming
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            log.info("monitor stopping", processed=runner.processed, gap_filled=runner.gap_filled)

@@ -11,6 +11,13 @@ Per batch of inbound messages (stream order = arrival order):
 
 A crash anywhere before 5 redelivers the batch: patients whose state was already stored skip
 it (``last_seq``), the rest recompute the same outputs, which the stream deduplicates.
+
+**Order.** The consumer covers the whole inbound stream, so its messages must be handled in
+stream-sequence order (= arrival order). A message can come back out of order: one whose
+delivery was lost in a client (redelivered only after ``ack_wait``) or one from a batch that
+was in flight when the worker crashed. The runner therefore remembers the last stream sequence
+it handled and, when a batch starts past it, first reads the missing messages from the stream
+itself (``gap fill``); their later redelivery is then skipped and acked.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from schemas import Rejection, parse_inbound
 from schemas.base import OutboundEvent, format_time
@@ -60,6 +68,15 @@ def _header_safe(text: str) -> str:
     return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)[:500]
 
 
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One stored inbound message: its stream sequence, subject and original bytes."""
+
+    seq: int
+    subject: str
+    data: bytes
+
+
 class MonitorRunner:
     def __init__(self, engine: Engine, js: JetStreamContext, names: Names, store: StateStore,
                  log: Any, meta: dict[str, Any] | None = None) -> None:
@@ -69,39 +86,79 @@ class MonitorRunner:
         self.store = store
         self.log = log
         self.out_seq = int((meta or {}).get("out_seq", 0))
+        self.stream_seq = int((meta or {}).get("stream_seq", 0))  # the last inbound seq handled
         self.lock = asyncio.Lock()
         self.processed = 0
+        self.gap_filled = 0
+        self.broken = False
 
     async def process(self, msgs: list[Msg]) -> None:
+        """Handle a fetched batch in stream order, then ack it."""
+        batch = sorted(msgs, key=lambda m: m.metadata.sequence.stream)
         async with self.lock:
-            outputs: list[OutboundEvent] = []
-            dead: list[DeadLetter] = []
-            for msg in msgs:
+            todo: list[Inbound] = []
+            for msg in batch:
                 seq = msg.metadata.sequence.stream
-                event = parse_inbound(msg.data)
-                if isinstance(event, Rejection):
-                    dead.append(DeadLetter(msg.data, msg.subject, seq, event.reason, event.field, "rejected"))
-                    self.log.warning("event rejected", seq=seq, field=event.field, reason=event.reason)
-                    continue
-                step = self.engine.handle(event, seq)
-                for i, dropped in enumerate(getattr(event, "dropped", ()) if step.applied else (), start=1):
-                    dead.append(DeadLetter(msg.data, msg.subject, seq, dropped.reason, dropped.field, "dropped", i))
-                    self.log.warning("reading dropped", seq=seq, event_id=event.event_id,
-                                     field=dropped.field, reason=dropped.reason)
-                outputs.extend(step.outputs)
-                for n, notice in enumerate(step.notices, start=100):
-                    self._notice(notice, msg, seq, n, dead)
-            await self._commit(outputs, dead)
-            self.processed += len(msgs)
+                if seq <= self.stream_seq:
+                    continue  # handled already (a late redelivery after a gap fill or a restart)
+                if seq > self.stream_seq + 1:
+                    todo.extend(await self._read_gap(self.stream_seq + 1, seq))
+                todo.append(Inbound(seq, msg.subject, msg.data))
+                self.stream_seq = seq
+            if self.broken:
+                raise RuntimeError("an earlier batch failed: restart to reload the state")
+            try:
+                await self._handle(todo)
+            except BaseException:
+                self.broken = True  # memory is ahead of storage: nothing more until a restart
+                raise
         await asyncio.gather(*(m.ack() for m in msgs))
+
+    async def _read_gap(self, first: int, end: int) -> list[Inbound]:
+        found = []
+        first = max(first, (await self.js.stream_info(self.names.stream_in)).state.first_seq)
+        for seq in range(first, end):
+            try:
+                raw = await self.js.get_msg(self.names.stream_in, seq)
+            except NotFoundError:
+                continue  # deleted or expired: a real gap
+            found.append(Inbound(seq, raw.subject, raw.data or b""))
+        if found:
+            self.gap_filled += len(found)
+            self.log.warning("inbound messages read from the stream to keep arrival order",
+                             first_seq=found[0].seq, count=len(found))
+        return found
+
+    async def _handle(self, items: list[Inbound]) -> None:
+        outputs: list[OutboundEvent] = []
+        dead: list[DeadLetter] = []
+        for msg in items:
+            seq = msg.seq
+            event = parse_inbound(msg.data)
+            if isinstance(event, Rejection):
+                dead.append(DeadLetter(msg.data, msg.subject, seq, event.reason, event.field, "rejected"))
+                self.log.warning("event rejected", seq=seq, field=event.field, reason=event.reason)
+                continue
+            step = self.engine.handle(event, seq)
+            for i, dropped in enumerate(getattr(event, "dropped", ()) if step.applied else (), start=1):
+                dead.append(DeadLetter(msg.data, msg.subject, seq, dropped.reason, dropped.field, "dropped", i))
+                self.log.warning("reading dropped", seq=seq, event_id=event.event_id,
+                                 field=dropped.field, reason=dropped.reason)
+            outputs.extend(step.outputs)
+            for n, notice in enumerate(step.notices, start=100):
+                self._notice(notice, msg, seq, n, dead)
+        await self._commit(outputs, dead)
+        self.processed += len(items)
 
     async def advance(self, now: datetime, inclusive: bool = False) -> None:
         async with self.lock:
+            if self.broken:
+                return
             step = self.engine.advance(now, inclusive)
             if step.outputs or self.engine.dirty:
                 await self._commit(step.outputs, [])
 
-    def _notice(self, notice: Notice, msg: Msg, seq: int, index: int, dead: list[DeadLetter]) -> None:
+    def _notice(self, notice: Notice, msg: Inbound, seq: int, index: int, dead: list[DeadLetter]) -> None:
         if notice.rejected:
             dead.append(DeadLetter(msg.data, msg.subject, seq, notice.reason, notice.field, "rejected", index))
             self.log.warning("event rejected", seq=seq, event_id=notice.event_id, field=notice.field, reason=notice.reason)
@@ -128,5 +185,6 @@ class MonitorRunner:
             "timer_seq": self.engine.timer_seq,
             "tick_seen": self.engine.tick_seen,
             "out_seq": self.out_seq,
+            "stream_seq": self.stream_seq,
         }
         await self.store.save(self.engine.take_dirty(), meta)

@@ -109,3 +109,12 @@ def test_state_survives_serialisation_with_pending_timers():
     restored = Engine(MonitorConfig(), [TimerCore()], records, clock=engine.clock, timer_seq=engine.timer_seq)
     restored.handle(_ping("b", 20), seq=2)
     assert _fired(restored) == ["a"]
+
+
+def test_record_with_an_untouched_slice_saves_again_after_reload():
+    engine = _engine()
+    engine.handle(_ping("a", 0), seq=1)
+    (record,) = engine.take_dirty()
+    loaded = PatientRecord.model_validate_json(record.to_json())
+    loaded.slices["other"] = {"kept": True}  # a core this run never called
+    assert PatientRecord.model_validate_json(loaded.to_json()).slices["other"] == {"kept": True}

@@ -78,6 +78,6 @@ def test_outputs_are_sorted_by_occurred_at_ties_in_production_order():
 
     events = [json.loads(line) for line in out.splitlines()]
     assert [e["occurred_at"] for e in events] == sorted(e["occurred_at"] for e in events)
-    # R10 alert, then its contraindication fact, then its R14 request: the order they were made in
+    # R10 alert, its contraindication fact, its R14 request, then the scheduler's due event
     at_0925 = [e["type"] for e in events if e["occurred_at"] == "2025-03-03T09:25:00Z"]
-    assert at_0925 == ["alert.raised", "patient.contraindicated", "reaction.recorded"]
+    assert at_0925 == ["alert.raised", "patient.contraindicated", "reaction.recorded", "antibody_test.due"]

@@ -219,7 +219,8 @@ def test_hypersensitivity_alert_makes_patient_contraindicated_and_asks_antibody_
 def test_R13_alert_is_not_a_contraindication_but_asks_for_test():
     result = replay([normal(-5), start(0), vitals(10, temperature_c=38.4)])
     assert [a["rule"] for a in reactions(result)] == ["R13"]
-    assert [e.type for e in result.outputs if e.type not in ("alert.raised", "session.closed")] == ["reaction.recorded"]
+    others = [e.type for e in result.outputs if e.type not in ("alert.raised", "session.closed")]
+    assert others == ["reaction.recorded", "antibody_test.due"]  # R14: a test now, no contraindication
 
 
 def test_unknown_symptom_is_kept_and_warned():
