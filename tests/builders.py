@@ -88,3 +88,10 @@ REACTION_RULES = {"R7", "R8", "R9", "R10", "R11", "R12", "R12b", "R13"}
 def reactions(result: ReplayResult) -> list[dict]:
     """Only the R7-R13 alerts (the horizon of a replay also fires M1/M2 on open sessions)."""
     return [a for a in alerts(result) if a["rule"] in REACTION_RULES]
+
+
+def lab(minutes: float, code: str, value: float | str, patient: str = "pk-1", **fields: Any) -> dict:
+    return event("lab.resulted", minutes, patient, code=code, value=value, **fields)
+
+
+DAY_MIN = 24 * 60

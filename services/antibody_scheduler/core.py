@@ -67,9 +67,8 @@ class AntibodyScheduler:
         if ev.treatment_start is None or ev.treatment_start == st.treatment_start:
             return
         st.treatment_start = st.anchor = ev.treatment_start
-        if not st.result_on_record:
-            known = ev.occurred_at.astimezone(ctx.config.tz).date()
-            self._set_routine(st, self._first_not_before(st.anchor, known, ctx.config), ctx)
+        known = ev.occurred_at.astimezone(ctx.config.tz).date()
+        self._set_routine(st, self._first_not_before(st.last_result or st.anchor, known, ctx.config), ctx)
 
     def _infusion(self, st: SchedulerPatient, ev: InfusionStarted, ctx: Context) -> None:
         if not is_monitored_drug(ev.drug):
@@ -80,13 +79,13 @@ class AntibodyScheduler:
         st.last_infusion = max(st.last_infusion or day, day)
         if st.anchor is None:  # the first infusion anchors the schedule
             st.anchor = day
-            if not st.result_on_record:
-                self._set_routine(st, day + timedelta(days=ctx.config.antibody_interval_days), ctx)
+            self._set_routine(st, self._first_not_before(st.last_result or day, day, ctx.config), ctx)
         elif newest and st.next_routine is None:  # routine testing was paused: restart from here
             self._set_routine(st, day + timedelta(days=ctx.config.antibody_interval_days), ctx)
 
     def _first_not_before(self, anchor: date, known: date, config: MonitorConfig) -> date:
-        """No backlog: the first anchor + k*84 days (k >= 1) on or after the day it became known."""
+        """No backlog: the first anchor + k*84 days (k >= 1) on or after the day it became known.
+        (After an antibody result the "anchor" is that result's specimen date.)"""
         step = config.antibody_interval_days
         k = max(1, -(-(known - anchor).days // step))
         return anchor + timedelta(days=k * step)
@@ -108,8 +107,9 @@ class AntibodyScheduler:
         for due_id in st.outstanding:  # any result after a due event satisfies it
             ctx.cancel_timer(OVERDUE, due_id)
         st.outstanding = []
-        st.result_on_record = True
-        self._set_routine(st, ev.specimen_date + timedelta(days=cfg.antibody_interval_days), ctx)
+        st.last_result = max(st.last_result or ev.specimen_date, ev.specimen_date)
+        if st.anchor is not None:  # S1 runs for a patient on treatment: a result moves its date
+            self._set_routine(st, ev.specimen_date + timedelta(days=cfg.antibody_interval_days), ctx)
         if ev.decides_persistence:
             self._remove_reason(st, DueReason.CONFIRM_POSITIVE, ctx)
         if ev.first_positive:  # R15

@@ -21,7 +21,7 @@ class SchedulerPatient(BaseModel):
     first_infusion: date | None = None
     last_infusion: date | None = None
     anchor: date | None = None
-    result_on_record: bool = False  # routine dates then follow results, not the anchor
+    last_result: date | None = None  # specimen date of the latest antibody result: routine follows it
     next_routine: date | None = None  # None with an anchor: paused (last infusion > 84 days ago)
     slots: dict[str, Slot] = {}  # pending due moments, by their ISO time
     emitted: dict[str, str] = {}  # due date (ISO) -> the due event's id: one due per date

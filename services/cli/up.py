@@ -47,7 +47,7 @@ def run_service(args: Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with run_worker(settings, url, clock="wall") as worker:
+        async with run_worker(settings, url, clock="wall", tick_seconds=settings.tick_seconds) as worker:
             stopped = asyncio.ensure_future(stop.wait())
             done, _ = await asyncio.wait({stopped, worker.failed}, return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()

@@ -8,6 +8,7 @@
 | ``INFUSION_MONITOR_SITE_TZ`` | the site's time zone for calendar dates | ``UTC`` |
 | ``INFUSION_MONITOR_CONFIG`` | a TOML file whose ``[monitor]`` table overrides any threshold | unset |
 | ``INFUSION_MONITOR_LOG_FORMAT`` | ``json`` or ``console`` (default: console on a terminal) | auto |
+| ``INFUSION_MONITOR_TICK_SECONDS`` | how often the live services move their clock to the wall clock | ``1.0`` |
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Settings:
     nats_url: str | None = None
     data_dir: Path = Path("var")
     log_format: str | None = None
+    tick_seconds: float = 1.0
 
     @classmethod
     def load(cls, profile: str | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -46,6 +48,7 @@ class Settings:
             nats_url=env.get("NATS_URL") or None,
             data_dir=Path(env.get("INFUSION_MONITOR_DATA_DIR", "var")),
             log_format=env.get("INFUSION_MONITOR_LOG_FORMAT"),
+            tick_seconds=float(env.get("INFUSION_MONITOR_TICK_SECONDS", "1.0")),
         )
 
 

@@ -23,12 +23,12 @@ ROOT = Path(__file__).resolve().parents[2]
 class MonitorProcess:
     """``infusion-monitor service monitor`` in a child process (wall clock, like production)."""
 
-    def __init__(self, url: str, log_path: Path) -> None:
-        self.url, self.log_path = url, log_path
+    def __init__(self, url: str, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.url, self.log_path, self.env = url, log_path, env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> MonitorProcess:
-        env = {**os.environ, "INFUSION_MONITOR_LOG_FORMAT": "json"}
+        env = {**os.environ, "INFUSION_MONITOR_LOG_FORMAT": "json", **self.env}
         self.log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "services.cli.main", "service", "monitor", "--nats", self.url],
@@ -55,6 +55,7 @@ class MonitorProcess:
 
 
 def now_minus(minutes: float) -> str:
+    """An RFC 3339 time ``minutes`` before now (negative: in the future)."""
     moment = datetime.now(UTC) - timedelta(minutes=minutes)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -84,6 +85,25 @@ async def stream_messages(js: Any, stream: str) -> list[Any]:
 
 async def alerts(js: Any) -> list[dict[str, Any]]:
     return [json.loads(m.data) for m in await stream_messages(js, "IM_ALERTS")]
+
+
+async def outputs(js: Any, type_: str) -> list[dict[str, Any]]:
+    return [e for e in (json.loads(m.data) for m in await stream_messages(js, "IM_OUT")) if e["type"] == type_]
+
+
+async def consumer_caught_up(js: Any) -> bool:
+    """Every inbound message handled and acked (acks follow the state write)."""
+    info = await js.consumer_info("IM_IN", "monitor")
+    last = (await js.stream_info("IM_IN")).state.last_seq
+    return info.ack_floor.stream_seq >= last and info.num_ack_pending == 0
+
+
+async def monitor_ready(js: Any) -> bool:
+    try:
+        await js.consumer_info("IM_IN", "monitor")
+        return True
+    except Exception:
+        return False
 
 
 async def wait_for(predicate, timeout: float = 20.0, every: float = 0.1):

@@ -15,12 +15,14 @@ GOLDENS = Path(__file__).resolve().parents[1] / "replay" / "goldens"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("log,golden", [
-    (ROOT / "examples" / "clinic-day.jsonl", "clinic-day"),
-    (GOLDENS / "bad-input.jsonl", "bad-input"),
+@pytest.mark.parametrize("log,golden,profile", [
+    (ROOT / "examples" / "clinic-day.jsonl", "clinic-day", "us"),
+    (GOLDENS / "bad-input.jsonl", "bad-input", "us"),
+    (GOLDENS / "months-of-treatment.jsonl", "months-of-treatment.eu", "eu"),
 ])
-async def test_online_replay_equals_offline_golden(nats_server, log, golden):
-    result = await replay_online_async(log.read_bytes().splitlines(), Settings(), nats_url=nats_server.url)
+async def test_online_replay_equals_offline_golden(nats_server, log, golden, profile):
+    settings = Settings.load(profile=profile, env={})
+    result = await replay_online_async(log.read_bytes().splitlines(), settings, nats_url=nats_server.url)
     assert "".join(result.jsonl()) == (GOLDENS / f"{golden}.expected.jsonl").read_text()
     if golden == "bad-input":
         rejected = sorted((r.line, r.level, r.field) for r in result.reports if r.level != "warning")
