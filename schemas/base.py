@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
 
 def format_time(value: datetime) -> str:
@@ -17,25 +17,14 @@ def format_time(value: datetime) -> str:
     return text + "Z"
 
 
-def _require_text(value: object) -> object:
-    """Times and dates arrive as RFC 3339 text; numbers (epoch seconds) are not accepted."""
-    if not isinstance(value, (str, datetime, date)):
-        raise ValueError("expected an RFC 3339 string")
-    return value
-
-
-# Models are strict; times are parsed leniently from text only (strict mode would refuse text
-# once a model validator has turned the JSON into a dict).
+# Models are strict and validated from JSON: times and dates must be RFC 3339 text (strict JSON
+# mode refuses numbers such as epoch seconds), validated in pydantic-core without Python calls.
 EventTime = Annotated[
     AwareDatetime,
-    BeforeValidator(_require_text),
-    Field(strict=False),
     PlainSerializer(format_time, return_type=str, when_used="json"),
     Field(description="RFC 3339 timestamp with offset (event time)"),
 ]
-CalendarDate = Annotated[
-    date, BeforeValidator(_require_text), Field(strict=False, description="calendar date, YYYY-MM-DD")
-]
+CalendarDate = Annotated[date, Field(description="calendar date, YYYY-MM-DD")]
 EventId = Annotated[str, Field(min_length=1, max_length=256, description="globally unique id; the idempotency key (Nats-Msg-Id)")]
 PatientKey = Annotated[str, Field(min_length=1, max_length=128, description="pseudonymous patient key, never a name")]
 SessionId = Annotated[str, Field(min_length=1, max_length=128)]

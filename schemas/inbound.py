@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from .base import CalendarDate, EventTime, FreeText, PatientEvent, SessionId, ShortText, Event
@@ -33,7 +33,7 @@ class PatientProfile(PatientEvent):
     pregnant: bool | None = None
     lactating: bool | None = None
     treatment_start: CalendarDate | None = None
-    concomitant_therapies: Annotated[list[ShortText], Field(max_length=64)] = []
+    concomitant_therapies: Annotated[tuple[ShortText, ...], Field(max_length=64)] = ()
     prior_immunosuppressant: bool | None = None
 
 
@@ -71,6 +71,7 @@ READING_LIMITS: dict[str, tuple[float, float]] = {
     "temperature_c": (25, 45),
 }
 MAX_SYMPTOMS = 64
+_READING_NAMES = tuple(READING_LIMITS)
 
 
 def _reading_problem(value: Any, low: float, high: float) -> str | None:
@@ -97,54 +98,53 @@ class VitalsRecorded(PatientEvent):
     spo2_pct: Annotated[float, Field(ge=0, le=100)] | None = None
     temperature_c: Annotated[float, Field(ge=25, le=45)] | None = None
     symptoms: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=64)]],
+        tuple[Annotated[str, Field(min_length=1, max_length=64)], ...],
         Field(
             max_length=MAX_SYMPTOMS,
             description="symptom codes (case-insensitive); unknown codes are kept and count as non-allergic",
             json_schema_extra={"x-vocabulary": [s.value for s in Symptom]},
         ),
-    ] = []
-    dropped: SkipJsonSchema[list[DroppedReading]] = Field(default=[], exclude=True)
+    ] = ()
+    dropped: SkipJsonSchema[tuple[DroppedReading, ...]] = Field(default=(), exclude=True)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_invalid_readings(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        dropped: list[dict[str, Any]] = []
-        for name, (low, high) in READING_LIMITS.items():
-            if data.get(name) is None:
-                continue
-            problem = _reading_problem(data[name], low, high)
-            if problem:
-                dropped.append({"field": name, "value": _short(data.pop(name)), "reason": problem})
-        symptoms = data.get("symptoms")
-        if isinstance(symptoms, list) and len(symptoms) <= MAX_SYMPTOMS:
-            kept = []
-            for i, code in enumerate(symptoms):
-                if isinstance(code, str) and 0 < len(code) <= 64:
-                    kept.append(code)
-                else:
-                    dropped.append({"field": f"symptoms.{i}", "value": _short(code), "reason": "not a symptom code (string of 1-64 characters)"})
-            data["symptoms"] = kept
-        data["dropped"] = dropped
-        return data
-
-    @model_validator(mode="after")
-    def _needs_something(self) -> VitalsRecorded:
-        if not self.readings() and not self.symptoms:
-            why = "; ".join(f"{d.field}: {d.reason}" for d in self.dropped)
-            raise ValueError("no valid reading and no symptom" + (f" ({why})" if why else ""))
-        return self
+    def problem(self) -> str | None:
+        """Why this event cannot be used (checked by the parser): nothing valid left in it."""
+        if (self.symptoms or self.systolic_mmhg is not None or self.spo2_pct is not None
+                or self.heart_rate_bpm is not None or self.diastolic_mmhg is not None
+                or self.temperature_c is not None or self.respiratory_rate_bpm is not None):
+            return None
+        why = "; ".join(f"{d.field}: {d.reason}" for d in self.dropped)
+        return "no valid reading and no symptom" + (f" ({why})" if why else "")
 
     def readings(self) -> dict[str, float]:
-        """The valid readings of this event, by field name."""
-        return {
-            name: value
-            for name in READING_LIMITS
-            if (value := getattr(self, name)) is not None
-        }
+        """The valid readings of this event, by field name (in the order of READING_LIMITS)."""
+        fields = self.__dict__
+        return {name: value for name in _READING_NAMES if (value := fields[name]) is not None}
+
+
+def drop_invalid_readings(data: dict[str, Any]) -> dict[str, Any]:
+    """The lenient path: take invalid readings (and symptom entries) out of a raw vitals event
+    and list them in ``dropped``; the rest of the event is validated as usual."""
+    data = dict(data)
+    dropped: list[dict[str, Any]] = []
+    for name, (low, high) in READING_LIMITS.items():
+        if data.get(name) is None:
+            continue
+        problem = _reading_problem(data[name], low, high)
+        if problem:
+            dropped.append({"field": name, "value": _short(data.pop(name)), "reason": problem})
+    symptoms = data.get("symptoms")
+    if isinstance(symptoms, list) and len(symptoms) <= MAX_SYMPTOMS:
+        kept = []
+        for i, code in enumerate(symptoms):
+            if isinstance(code, str) and 0 < len(code) <= 64:
+                kept.append(code)
+            else:
+                dropped.append({"field": f"symptoms.{i}", "value": _short(code),
+                                "reason": "not a symptom code (string of 1-64 characters)"})
+        data["symptoms"] = kept
+    data["dropped"] = dropped
+    return data
 
 
 def _short(value: Any) -> Any:

@@ -86,12 +86,12 @@ ORGAN_SYSTEM: dict[Symptom, OrganSystem] = {
 assert set(ORGAN_SYSTEM) == set(Symptom), "every symptom code has an organ system"
 
 
+_SYSTEM_BY_CODE: dict[str, OrganSystem] = {s.value: system for s, system in ORGAN_SYSTEM.items()}
+
+
 def organ_system(code: str) -> OrganSystem:
     """The organ system of a charted code; an unknown code counts as non-allergic (R13)."""
-    try:
-        return ORGAN_SYSTEM[Symptom(code.lower())]
-    except ValueError:
-        return OrganSystem.NON_ALLERGIC
+    return _SYSTEM_BY_CODE.get(code.lower(), OrganSystem.NON_ALLERGIC)
 
 
 def is_known_symptom(code: str) -> bool:

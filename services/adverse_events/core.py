@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from pydantic import BaseModel
+from dataclasses import dataclass as _dataclass
 
 from schemas.inbound import AdverseEventReported
 from schemas.outbound import PatientContraindicated, ReactionRecorded
@@ -58,8 +58,9 @@ BY_CATEGORY: dict[str, AdverseRule] = {
 }
 
 
-class AdverseState(BaseModel):
-    pass
+@_dataclass(slots=True)
+class AdverseState:
+    """A1-A7 need no memory: one alert per report."""
 
 
 class AdverseEvents:

@@ -18,7 +18,7 @@ _TIME = TypeAdapter(EventTime)
 
 def _timestamp(text: str) -> datetime:
     try:
-        return _TIME.validate_python(text)
+        return _TIME.validate_strings(text)
     except ValidationError as exc:
         raise argparse.ArgumentTypeError(f"not an RFC 3339 timestamp with offset: {text!r}") from exc
 

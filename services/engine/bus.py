@@ -10,45 +10,46 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import json
 from collections import deque
-from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from collections.abc import Iterable, Sequence
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.base import Event, OutboundEvent
 
 from .config import MonitorConfig
 from .core import Core, Notice, Step
+from .state import dump_state, load_state
 from .timers import Timer
 
 DEDUP_MEMORY = 1024  # event ids remembered per patient (the stream's dedup window covers more)
 
 
-class PatientRecord(BaseModel):
+@dataclass(slots=True)
+class PatientRecord:
     """All a patient's state: one slice per core, pending timers, dedup memory."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     patient_id: str
     last_seq: int = 0  # live: the last stream sequence applied (redeliveries are no-ops)
-    seen: dict[str, str] = Field(default_factory=dict)  # event_id -> content digest
-    timers: dict[str, Timer] = Field(default_factory=dict)
-    slices: dict[str, Any] = Field(default_factory=dict)
+    seen: dict[str, str] = field(default_factory=dict)  # event_id -> content digest
+    timers: dict[str, Timer] = field(default_factory=dict)
+    slices: dict[str, Any] = field(default_factory=dict)  # core name -> state (a dict until used)
 
-    def to_json(self) -> bytes:
-        data = {
-            "patient_id": self.patient_id,
-            "last_seq": self.last_seq,
-            "seen": self.seen,
-            "timers": {k: t.model_dump(mode="json") for k, t in self.timers.items()},
-            # a slice not touched since it was loaded is still the stored dict
-            "slices": {k: v if isinstance(v, dict) else v.model_dump(mode="json") for k, v in self.slices.items()},
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> PatientRecord:
+        data = json.loads(raw)
+        timers = {
+            name: Timer(due=datetime.fromisoformat(t["due"]), seq=t["seq"], core=t["core"], kind=t["kind"], key=t["key"])
+            for name, t in data.get("timers", {}).items()
         }
-        import json
+        return cls(data["patient_id"], data.get("last_seq", 0), data.get("seen", {}), timers, data.get("slices", {}))
 
-        return json.dumps(data, separators=(",", ":")).encode()
+
+def content_digest(raw: bytes) -> str:
+    """A short hash of an event's bytes (whitespace-stripped), for the dedup memory."""
+    return hashlib.blake2b(raw.strip(), digest_size=8).hexdigest()
 
 
 def _timer_key(core: str, kind: str, key: str) -> str:
@@ -56,11 +57,11 @@ def _timer_key(core: str, kind: str, key: str) -> str:
 
 
 class _Ctx:
-    """The context handed to one core for one patient (see ``core.Context``)."""
+    """The context handed to a core for one patient (see ``core.Context``)."""
 
     __slots__ = ("engine", "record", "core", "config", "now", "patient_id", "event_id")
 
-    def __init__(self, engine: Engine, record: PatientRecord, core: Core, event_id: str | None):
+    def __init__(self, engine: Engine, record: PatientRecord, core: Core | None, event_id: str | None):
         self.engine = engine
         self.record = record
         self.core = core
@@ -119,24 +120,29 @@ class Engine:
 
     # -- public API -------------------------------------------------------------------------
 
-    def handle(self, event: Event, seq: int = 0) -> Step:
-        """Handle one inbound event (arrival order). ``seq``: its stream sequence, if live."""
+    def handle(self, event: Event, seq: int = 0, digest: str | None = None) -> Step:
+        """Handle one inbound event (arrival order). ``seq``: its stream sequence, if live;
+        ``digest``: a hash of its content (default: of the model), to tell a repeated
+        ``event_id`` with other content apart."""
         self._step = step = Step()
         when = event.occurred_at
-        patient_id = getattr(event, "patient_id", None)
-        record = self._record(patient_id) if patient_id is not None else None
-        if (record is not None and seq and seq <= record.last_seq) or self._is_duplicate(event, record):
+        is_tick = event.type == "clock.tick"
+        record = None if is_tick else self._record(event.patient_id)  # type: ignore[attr-defined]
+        if (record is not None and seq and seq <= record.last_seq) or self._is_duplicate(event, record, digest):
             step.applied = False  # a redelivery of an event already applied, or a duplicate id
             return step
+        heap = self._heap
         if self.clock is None or when >= self.clock:
-            self._fire_until(when, inclusive=getattr(event, "inclusive", False))
+            if heap and heap[0][0] <= when:
+                self._fire_until(when, inclusive=is_tick and event.inclusive)  # type: ignore[attr-defined]
             self.clock = when
         if record is not None:
             if seq:
                 record.last_seq = seq
             self.dirty.add(record.patient_id)
             self._dispatch(record, event, event.event_id)
-        self._fire_until(self.clock, inclusive=False)  # timers set in the past by a late event
+        if heap and heap[0][0] < self.clock:
+            self._fire_until(self.clock, inclusive=False)  # timers set in the past by a late event
         return step
 
     def advance(self, now: datetime, inclusive: bool = False) -> Step:
@@ -177,13 +183,29 @@ class Engine:
         state = record.slices.get(core.name)
         if state is None:
             state = record.slices[core.name] = core.state_model()
-        elif isinstance(state, dict):  # loaded from storage
-            state = record.slices[core.name] = core.state_model.model_validate(state)
+        elif type(state) is dict:  # loaded from storage
+            state = record.slices[core.name] = load_state(core.state_model, state)
         return state
 
-    def _is_duplicate(self, event: Event, record: PatientRecord | None) -> bool:
+    def dump(self, record: PatientRecord) -> bytes:
+        """A patient's record as stored (JSON); slices never used since loading stay as loaded."""
+        slices = {
+            name: state if type(state) is dict else dump_state(self._by_name[name].state_model, state)
+            for name, state in record.slices.items()
+        }
+        data = {
+            "patient_id": record.patient_id,
+            "last_seq": record.last_seq,
+            "seen": record.seen,
+            "timers": {k: {**asdict(t), "due": t.due.isoformat()} for k, t in record.timers.items()},
+            "slices": slices,
+        }
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    def _is_duplicate(self, event: Event, record: PatientRecord | None, digest: str | None) -> bool:
         seen = record.seen if record is not None else self.tick_seen
-        digest = hashlib.blake2b(event.model_dump_json().encode(), digest_size=8).hexdigest()
+        if digest is None:
+            digest = content_digest(event.model_dump_json().encode())
         earlier = seen.get(event.event_id)
         if earlier is not None:
             if earlier != digest:
@@ -197,8 +219,10 @@ class Engine:
         return False
 
     def _dispatch(self, record: PatientRecord, event: Any, event_id: str | None) -> None:
+        ctx = _Ctx(self, record, None, event_id)
         for core in self._routes.get(event.type, ()):
-            core.handle(self._slice(record, core), event, _Ctx(self, record, core, event_id))
+            ctx.core = core
+            core.handle(self._slice(record, core), event, ctx)
         self._drain_facts()
 
     def _emit(self, event: OutboundEvent) -> None:

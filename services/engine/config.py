@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import tzinfo
+from datetime import timedelta, tzinfo
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
@@ -75,6 +75,10 @@ class MonitorConfig(BaseModel):
     @cached_property
     def tz(self) -> tzinfo:
         return ZoneInfo(self.site_timezone)
+
+    @cached_property
+    def baseline_memory(self) -> timedelta:
+        return timedelta(minutes=self.baseline_memory_minutes)
 
     @property
     def confirm_after_days(self) -> int:

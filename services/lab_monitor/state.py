@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from pydantic import BaseModel
 
-
-class LiverResult(BaseModel):
+@dataclass(slots=True)
+class LiverResult:
     """A liver test on one specimen, in canonical units, with its upper limit of normal."""
 
     code: str
@@ -17,15 +17,17 @@ class LiverResult(BaseModel):
     event_id: str
 
 
-class SpecimenAlert(BaseModel):
+@dataclass(slots=True)
+class SpecimenAlert:
     alert_id: str
     rank: int
 
 
-class LabPatient(BaseModel):
-    starts: list[date] = []  # natalizumab infusion dates (site calendar), sorted
-    liver: list[LiverResult] = []  # ALT, AST, bilirubin, ALP within the Hy's-law window
+@dataclass(slots=True)
+class LabPatient:
+    starts: list[date] = field(default_factory=list)  # natalizumab infusion dates (site calendar)
+    liver: list[LiverResult] = field(default_factory=list)  # liver tests within the Hy's-law window
     liver_injury_raised: bool = False  # L6 once per patient until liver_injury is cleared
-    specimen_alerts: dict[str, SpecimenAlert] = {}  # "<rule>@<specimen time>" -> current alert
+    specimen_alerts: dict[str, SpecimenAlert] = field(default_factory=dict)  # rule+specimen -> alert
     first_positive: date | None = None  # antibody: a positive with no positive before it (R15)
     persistent: bool = False  # R16

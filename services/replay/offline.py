@@ -11,7 +11,7 @@ from typing import BinaryIO
 from schemas import Rejection, parse_inbound
 from schemas.base import OutboundEvent
 
-from ..engine.bus import Engine
+from ..engine.bus import Engine, content_digest
 from ..engine.config import MonitorConfig
 from ..engine.core import Notice
 from ..engine.cores import all_cores
@@ -72,12 +72,14 @@ def replay_lines(
         if until is not None and event.occurred_at > until:
             continue
         result.events += 1
-        step = engine.handle(event)
-        if step.applied:
-            for dropped in getattr(event, "dropped", ()):
+        step = engine.handle(event, digest=content_digest(raw))
+        if step.applied and event.type == "vitals.recorded" and event.dropped:
+            for dropped in event.dropped:
                 result.reports.append(LineReport(number, "dropped", dropped.field, dropped.reason))
-        result.outputs.extend(step.outputs)
-        result.reports.extend(_notice_report(number, n) for n in step.notices)
+        if step.outputs:
+            result.outputs.extend(step.outputs)
+        if step.notices:
+            result.reports.extend(_notice_report(number, n) for n in step.notices)
     horizon = until if until is not None else (engine.clock + HORIZON if engine.clock else None)
     if horizon is not None:
         step = engine.advance(horizon, inclusive=True)

@@ -8,7 +8,6 @@ bucket), so it can use a shared server (``--nats URL``) without touching live da
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import tempfile
 import time
 import uuid
@@ -29,6 +28,7 @@ from ..runtime.embedded import EmbeddedNats
 from ..runtime.names import Names
 from ..runtime.settings import Settings, nats_servers
 from ..worker.app import DURABLE, run_worker
+from ..engine.bus import content_digest
 from .offline import HORIZON, LineReport, ReplayResult
 
 _OUTBOUND = TypeAdapter(OutboundUnion)
@@ -108,7 +108,7 @@ async def _publish(js: JetStreamContext, names: Names, lines: list[bytes], until
             continue
         if until is not None and event.occurred_at > until:
             continue
-        digest = hashlib.blake2b(event.model_dump_json().encode(), digest_size=8).hexdigest()
+        digest = content_digest(raw)
         if event.event_id in seen and seen[event.event_id] != digest:
             result.reports.append(LineReport(number, "warning", "event_id",
                                              "duplicate event_id with different content: dropped"))

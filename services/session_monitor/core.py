@@ -35,7 +35,7 @@ from ..engine.core import Context
 from ..engine.ids import stable_id
 from . import preinfusion
 from .baseline import baseline, in_baseline_range
-from .hypersensitivity import RULES, grade, strongest, systolic_fall_exceeds
+from .hypersensitivity import grade, strongest, systolic_fall_exceeds, unremarkable
 from .state import AlertRef, PatientSessions, Profile, Reading, Session
 from .window import is_inside, observation_minutes, window_end
 
@@ -172,9 +172,10 @@ class SessionMonitor:
     def _vitals(self, st: PatientSessions, ev: VitalsRecorded, ctx: Context) -> None:
         cfg = ctx.config
         at, values = ev.occurred_at, ev.readings()
-        for code in ev.symptoms:
-            if not is_known_symptom(code):
-                ctx.warn("unknown symptom code: kept, counted as non-allergic (R13)", "symptoms")
+        if ev.symptoms:
+            for code in ev.symptoms:
+                if not is_known_symptom(code):
+                    ctx.warn("unknown symptom code: kept, counted as non-allergic (R13)", "symptoms")
         if values:
             self._remember(st, Reading(at=at, values=values), cfg)
             for open_session in st.sessions.values():
@@ -186,13 +187,14 @@ class SessionMonitor:
             return  # only a baseline candidate
         if values and (session.last_reading_at is None or at > session.last_reading_at):
             session.last_reading_at = at
-            if not session.closed:
-                self._arm_gap(st, session, ctx)
+            if not session.closed and session.gap_due is None:
+                self._arm_gap(st, session, ctx)  # a pending gap timer re-arms itself lazily
         for code in ev.symptoms:
             code = code.lower()
             if code not in session.symptoms:
                 session.symptoms.append(code)
-        self._grade(st, session, ev, values, ctx)
+        if session.symptoms or not unremarkable(values, session.baseline.get("systolic_mmhg"), cfg):
+            self._grade(st, session, ev, values, ctx)
 
     def _clear(self, st: PatientSessions, ev: HypersensitivityRuledOut | ContraindicationCleared, ctx: Context) -> None:
         if isinstance(ev, HypersensitivityRuledOut):
@@ -298,11 +300,21 @@ class SessionMonitor:
         self._set_window_end(session, ctx)
 
     def _gap(self, st: PatientSessions, session: Session, due: datetime, ctx: Context) -> None:
-        """M1: no reading for more than the gap, due before the window closes; once per gap."""
-        if session.closed or (session.window_end is not None and due >= session.window_end):
+        """M1: no reading for more than the gap, due before the window closes; once per gap.
+
+        The timer is not moved at every reading: when it fires and a reading came in since it
+        was set, it re-arms itself at the gap after that reading instead."""
+        session.gap_due = None
+        if session.closed:
+            return
+        since = max(session.started_at, session.last_reading_at or session.started_at)
+        expected = since + timedelta(minutes=self._gap_minutes(st, ctx))
+        if expected > due:
+            self._arm_gap(st, session, ctx)
+            return
+        if session.window_end is not None and due >= session.window_end:
             return
         session.gap_count += 1
-        since = max(session.started_at, session.last_reading_at or session.started_at)
         alert = make_alert(
             patient_id=ctx.patient_id, at=due, kind=AlertKind.MONITORING_GAP,
             severity=Severity.MEDIUM, rule=Rule.M1, condition=f"gap@{format_time(since)}",
@@ -321,6 +333,7 @@ class SessionMonitor:
 
     def _close(self, session: Session, due: datetime, ctx: Context) -> None:
         session.closed = True
+        session.gap_due = None
         ctx.cancel_timer(GAP, session.session_id)
         ctx.emit(SessionClosed(
             event_id=stable_id("ev", "session.closed", ctx.patient_id, session.session_id),
@@ -351,7 +364,8 @@ class SessionMonitor:
 
     def _arm_gap(self, st: PatientSessions, session: Session, ctx: Context) -> None:
         since = max(session.started_at, session.last_reading_at or session.started_at)
-        ctx.set_timer(since + timedelta(minutes=self._gap_minutes(st, ctx)), GAP, session.session_id)
+        session.gap_due = since + timedelta(minutes=self._gap_minutes(st, ctx))
+        ctx.set_timer(session.gap_due, GAP, session.session_id)
 
     def _count_for_outcome(self, session: Session, rule: Rule, kind: AlertKind, severity: Severity) -> None:
         if session.closed or rule not in OUTCOME_RULES:
@@ -361,9 +375,14 @@ class SessionMonitor:
 
     def _remember(self, st: PatientSessions, reading: Reading, cfg: Any) -> None:
         """Keep recent readings as baseline candidates for a session that starts later."""
-        insort(st.recent, reading, key=lambda r: r.at)
-        horizon = st.recent[-1].at - timedelta(minutes=cfg.baseline_memory_minutes)
-        st.recent = [r for r in st.recent if r.at >= horizon][-32:]
+        recent = st.recent
+        if not recent or reading.at >= recent[-1].at:
+            recent.append(reading)
+        else:
+            insort(recent, reading, key=lambda r: r.at)
+        horizon = recent[-1].at - cfg.baseline_memory
+        while recent[0].at < horizon or len(recent) > 32:
+            del recent[0]
 
     def _forget_old_sessions(self, st: PatientSessions, ctx: Context) -> None:
         horizon = ctx.now - timedelta(hours=ctx.config.closed_session_memory_hours)

@@ -31,6 +31,8 @@ _ASSESS = (
     "Clinician assessment: assess for hypersensitivity; "
     "grade as a CTCAE infusion-related reaction."
 )
+_NONE: frozenset[str] = frozenset()
+_NO_SYSTEMS: frozenset[OrganSystem] = frozenset()
 LARYNX_OR_BRONCHI = frozenset({"wheeze", "stridor", "hoarseness", "throat_tightness"})
 DYSPNEA_LIKE = frozenset({"dyspnea", "chest_tightness"})
 
@@ -67,9 +69,17 @@ RULES: dict[Rule, RuleSpec] = {
 
 
 def systolic_fall_exceeds(baseline: float, systolic: float, percent: int) -> bool:
-    """R7's relative fall, computed exactly in decimal: (baseline - systolic) / baseline > p %."""
+    """R7's relative fall, exactly as decimal arithmetic says: (baseline - systolic) / baseline > p %.
+
+    Binary floating point gets the boundary wrong (``1 - 140/200`` is 0.30000000000000004), so
+    a reading near it is decided in decimal; clear cases are decided in floats first."""
+    if baseline <= 0:
+        return False
+    fall = (baseline - systolic) / baseline * 100
+    if abs(fall - percent) > 1e-6:
+        return fall > percent
     b, s = Decimal(repr(baseline)), Decimal(repr(systolic))
-    return b > 0 and (b - s) * 100 > b * percent
+    return (b - s) * 100 > b * percent
 
 
 def grade(
@@ -79,8 +89,10 @@ def grade(
     config: MonitorConfig,
 ) -> list[Rule]:
     """Every rule of R7-R13 that this reading meets, given the session's accumulated symptoms."""
-    codes = {s.lower() for s in symptoms}
-    systems = {organ_system(code) for code in codes}
+    if not symptoms and unremarkable(readings, baseline_systolic, config):
+        return []
+    codes = {s.lower() for s in symptoms} if symptoms else _NONE
+    systems = {organ_system(code) for code in codes} if codes else _NO_SYSTEMS
     skin = OrganSystem.SKIN in systems
     systolic = readings.get("systolic_mmhg")
     spo2 = readings.get("spo2_pct")
@@ -113,11 +125,26 @@ def grade(
         met.append(Rule.R12B)
     if not met and (
         OrganSystem.NON_ALLERGIC in systems
-        or (temperature is not None and Decimal(repr(temperature)) >= Decimal(repr(config.fever_c)))
+        or (temperature is not None and temperature >= config.fever_c)  # exact: both parsed decimals
         or systems & {OrganSystem.CARDIOVASCULAR, OrganSystem.GASTROINTESTINAL}
     ):
         met.append(Rule.R13)
     return met
+
+
+def unremarkable(readings: dict[str, float], baseline_systolic: float | None, config: MonitorConfig) -> bool:
+    """The common case, decided cheaply: vitals clearly away from every threshold."""
+    systolic = readings.get("systolic_mmhg")
+    if systolic is not None:
+        if systolic < config.systolic_low_mmhg:
+            return False
+        if baseline_systolic and (baseline_systolic - systolic) * 100 > baseline_systolic * (config.systolic_fall_pct - 1):
+            return False  # near or past the relative fall: let the exact check decide
+    spo2 = readings.get("spo2_pct")
+    if spo2 is not None and spo2 <= config.spo2_low_pct:
+        return False
+    temperature = readings.get("temperature_c")
+    return temperature is None or temperature < config.fever_c
 
 
 def strongest(met: list[Rule]) -> RuleSpec:

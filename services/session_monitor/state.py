@@ -1,38 +1,44 @@
-"""What the session monitor remembers about a patient and each of their sessions."""
+"""What the session monitor remembers about a patient and each of their sessions.
+
+Plain slotted dataclasses: cheap to update on the hot path and small in memory; stored and
+loaded through pydantic (``services/engine/state.py``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import date, datetime
-
-from pydantic import BaseModel, Field
 
 from schemas.vocab import ContraindicationReason, InfusionOutcome
 
 
-class Reading(BaseModel):
+@dataclass(slots=True)
+class Reading:
     """One vitals reading kept as a baseline candidate."""
 
     at: datetime
     values: dict[str, float]
 
 
-class Profile(BaseModel):
+@dataclass(slots=True)
+class Profile:
     """The parts of ``patient.profile`` the rules use (no free text beyond therapy names)."""
 
     birth_date: date
     pregnant: bool = False
     lactating: bool = False
-    concomitant_therapies: list[str] = []
+    concomitant_therapies: list[str] = field(default_factory=list)
 
 
-class AlertRef(BaseModel):
+@dataclass(slots=True)
+class AlertRef:
     """The current alert of one kind in a session (for one-per-kind escalation)."""
 
     alert_id: str
     rank: tuple[int, int]
 
 
-class Session(BaseModel):
+@dataclass(slots=True)
+class Session:
     session_id: str
     started_at: datetime
     infusion_number: int
@@ -45,25 +51,26 @@ class Session(BaseModel):
     window_end: datetime | None = None
     closed: bool = False
     baseline_fixed: bool = False
-    candidates: list[Reading] = []  # baseline candidates until the baseline is fixed
-    baseline: dict[str, float] = {}
+    candidates: list[Reading] = field(default_factory=list)  # baseline candidates until fixed
+    baseline: dict[str, float] = field(default_factory=dict)
     last_reading_at: datetime | None = None
-    symptoms: list[str] = []  # accumulated from t0 on, lower case, in charting order
-    alerts: dict[str, AlertRef] = {}  # kind -> current alert
+    gap_due: datetime | None = None  # the pending M1 timer (re-armed lazily when it fires)
+    symptoms: list[str] = field(default_factory=list)  # accumulated from t0 on, lower case
+    alerts: dict[str, AlertRef] = field(default_factory=dict)  # kind -> current alert
     gap_count: int = 0
     reacted: bool = False  # R14 already asked for this session
     worst_kind: str | None = None  # outcome: most severe R7-R13/M1 alert kind
     worst_rank: int = -1
-    outcome_alert_ids: list[str] = []
 
 
-class PatientSessions(BaseModel):
+@dataclass(slots=True)
+class PatientSessions:
     """The session monitor's slice of a patient's state."""
 
     profile: Profile | None = None
-    contraindications: list[ContraindicationReason] = []
-    starts: list[datetime] = []  # every infusion.started on record, sorted
+    contraindications: list[ContraindicationReason] = field(default_factory=list)
+    starts: list[datetime] = field(default_factory=list)  # every infusion.started on record, sorted
     had_reaction: bool = False  # any R7-R13 alert on record (observation rule)
     persistent_antibodies: bool = False  # R16 fact from the lab side (P5, enhanced M1)
-    recent: list[Reading] = []  # recent readings, baseline candidates for a session to come
-    sessions: dict[str, Session] = Field(default_factory=dict)
+    recent: list[Reading] = field(default_factory=list)  # baseline candidates for a session to come
+    sessions: dict[str, Session] = field(default_factory=dict)

@@ -34,7 +34,7 @@ from nats.js.errors import NotFoundError
 from schemas import Rejection, parse_inbound
 from schemas.base import OutboundEvent, format_time
 
-from ..engine.bus import Engine
+from ..engine.bus import Engine, content_digest
 from ..engine.core import Notice
 from ..runtime.names import Names
 from .store import StateStore
@@ -139,8 +139,9 @@ class MonitorRunner:
                 dead.append(DeadLetter(msg.data, msg.subject, seq, event.reason, event.field, "rejected"))
                 self.log.warning("event rejected", seq=seq, field=event.field, reason=event.reason)
                 continue
-            step = self.engine.handle(event, seq)
-            for i, dropped in enumerate(getattr(event, "dropped", ()) if step.applied else (), start=1):
+            step = self.engine.handle(event, seq, content_digest(msg.data))
+            dropped_readings = event.dropped if step.applied and event.type == "vitals.recorded" else ()
+            for i, dropped in enumerate(dropped_readings, start=1):
                 dead.append(DeadLetter(msg.data, msg.subject, seq, dropped.reason, dropped.field, "dropped", i))
                 self.log.warning("reading dropped", seq=seq, event_id=event.event_id,
                                  field=dropped.field, reason=dropped.reason)
@@ -187,4 +188,4 @@ class MonitorRunner:
             "out_seq": self.out_seq,
             "stream_seq": self.stream_seq,
         }
-        await self.store.save(self.engine.take_dirty(), meta)
+        await self.store.save([(r.patient_id, self.engine.dump(r)) for r in self.engine.take_dirty()], meta)

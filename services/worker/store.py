@@ -57,15 +57,16 @@ class StateStore:
             if key == META_KEY:
                 state.meta = json.loads(entry.value)
             else:
-                state.records.append(PatientRecord.model_validate_json(entry.value))
+                state.records.append(PatientRecord.from_json(entry.value))
 
         await asyncio.gather(*(fetch(k) for k in keys))
         state.records.sort(key=lambda r: r.patient_id)
         return state
 
-    async def save(self, records: list[PatientRecord], meta: dict[str, Any]) -> None:
-        """Patients first, meta last (meta only moves the clock; patients carry ``last_seq``)."""
-        await asyncio.gather(*(self._put(patient_key(r.patient_id), r.to_json()) for r in records))
+    async def save(self, records: list[tuple[str, bytes]], meta: dict[str, Any]) -> None:
+        """Patients (id, stored JSON) first, meta last (meta moves the clock; patients carry
+        ``last_seq``)."""
+        await asyncio.gather(*(self._put(patient_key(pid), data) for pid, data in records))
         await self._put(META_KEY, json.dumps(meta, sort_keys=True).encode())
 
     async def _put(self, key: str, value: bytes) -> None:

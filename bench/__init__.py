@@ -1,0 +1,1 @@
+"""Benchmarks: they print figures, nothing in the test suite asserts a time."""
