@@ -19,3 +19,8 @@ def load_state(model: type, data: dict[str, Any]) -> Any:
 
 def dump_state(model: type, state: Any) -> dict[str, Any]:
     return _adapter(model).dump_python(state, mode="json")
+
+
+def dump_state_json(model: type, state: Any) -> bytes:
+    """The state as JSON bytes, serialised in pydantic-core (fast; no Python-level walk)."""
+    return _adapter(model).dump_json(state)

@@ -60,7 +60,7 @@ def replay_lines(
     engine: Engine | None = None,
 ) -> ReplayResult:
     """Replay raw lines (arrival order) and move the clock to the horizon at the end."""
-    engine = engine or Engine(config, all_cores())
+    engine = engine or Engine(config, all_cores(), unbounded_dedup=True)
     result = ReplayResult()
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():

@@ -6,6 +6,7 @@
 | alerts and their lifecycle | ``{ns}.alert.<patient>.<type>`` | ``{NS}_ALERTS`` |
 | other outbound events and internal facts | ``{ns}.out.<patient>.<type>`` | ``{NS}_OUT`` |
 | dead letters | ``{ns}.dlq.<service>`` | ``{NS}_DLQ`` |
+| audit trail of the paging bridge (lifecycle, page requests, delivery attempts) | ``{ns}.audit.<patient>.<type>`` | ``{NS}_AUDIT`` |
 | service state | KV bucket ``{ns}-state-<service>`` | |
 
 ``<patient>`` is the event's ``patient_id`` when it is a valid subject token, else a hash of it
@@ -20,7 +21,7 @@ import re
 from dataclasses import dataclass
 
 _TOKEN = re.compile(r"[A-Za-z0-9_\-=]{1,64}")
-ALERT_TYPES = frozenset({"alert.raised", "alert.acknowledged", "alert.resolved"})
+ALERT_TYPES = frozenset({"alert.raised", "alert.acknowledged", "alert.resolved", "alert.escalated"})
 
 
 def patient_token(patient_id: str | None) -> str:
@@ -51,6 +52,13 @@ class Names:
     @property
     def stream_dlq(self) -> str:
         return f"{self.ns.upper()}_DLQ"
+
+    @property
+    def stream_audit(self) -> str:
+        return f"{self.ns.upper()}_AUDIT"
+
+    def audit(self, event_type: str, patient_id: str | None) -> str:
+        return f"{self.ns}.audit.{patient_token(patient_id)}.{event_type}"
 
     def inbound(self, event_type: str, patient_id: str | None) -> str:
         return f"{self.ns}.in.{patient_token(patient_id)}.{event_type}"

@@ -33,6 +33,7 @@ class StreamPolicy:
     alerts_max_age_s: float = 400 * DAY
     out_max_age_s: float = 90 * DAY
     dlq_max_age_s: float = 30 * DAY
+    audit_max_age_s: float = 6 * 366 * DAY  # paging audit trail: every lifecycle change and delivery attempt
 
 
 def stream_configs(names: Names, policy: StreamPolicy = StreamPolicy()) -> list[StreamConfig]:
@@ -53,6 +54,7 @@ def stream_configs(names: Names, policy: StreamPolicy = StreamPolicy()) -> list[
         make(names.stream_alerts, [f"{ns}.alert.>"], policy.alerts_max_age_s),
         make(names.stream_out, [f"{ns}.out.>"], policy.out_max_age_s),
         make(names.stream_dlq, [f"{ns}.dlq.>"], policy.dlq_max_age_s),
+        make(names.stream_audit, [f"{ns}.audit.>"], policy.audit_max_age_s),
     ]
 
 
@@ -65,10 +67,11 @@ async def ensure_streams(js: JetStreamContext, names: Names, policy: StreamPolic
             await js.add_stream(config)
 
 
-def worker_consumer(durable: str, filter_subject: str, batch: int) -> ConsumerConfig:
+def worker_consumer(durable: str, filter_subject: str, max_ack_pending: int) -> ConsumerConfig:
     """The monitor's durable pull consumer: explicit acks, unlimited redelivery (bad input is
-    dead-lettered by the worker itself, so nothing is ever dropped by the server), and at most a
-    few batches in flight so a batch that failed is redelivered before newer events."""
+    dead-lettered by the worker itself, so nothing is ever dropped by the server), and room for
+    every message between two checkpoints to be in flight (the worker acks at checkpoints and
+    keeps stream order itself)."""
     return ConsumerConfig(
         durable_name=durable,
         filter_subject=filter_subject,
@@ -76,7 +79,7 @@ def worker_consumer(durable: str, filter_subject: str, batch: int) -> ConsumerCo
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=30.0,
         max_deliver=-1,
-        max_ack_pending=batch,
+        max_ack_pending=max_ack_pending,
     )
 
 

@@ -41,6 +41,8 @@ from .window import is_inside, observation_minutes, window_end
 
 OUTCOME_RULES = frozenset({Rule.R7, Rule.R8, Rule.R9, Rule.R10, Rule.R11, Rule.R12, Rule.R12B, Rule.R13, Rule.M1})
 
+RECENT_READINGS = 8  # baseline candidates kept for a session that starts later
+
 # timer kinds
 BASELINE, NO_END, GAP, CLOSE = "baseline", "no_end", "gap", "close"
 
@@ -381,7 +383,7 @@ class SessionMonitor:
         else:
             insort(recent, reading, key=lambda r: r.at)
         horizon = recent[-1].at - cfg.baseline_memory
-        while recent[0].at < horizon or len(recent) > 32:
+        while recent[0].at < horizon or len(recent) > RECENT_READINGS:
             del recent[0]
 
     def _forget_old_sessions(self, st: PatientSessions, ctx: Context) -> None:

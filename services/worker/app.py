@@ -33,12 +33,13 @@ from ..runtime.logs import get_logger, quiet_stdlib_logger
 from ..runtime.names import Names
 from ..runtime.settings import Settings, nats_servers
 from ..runtime.streams import ensure_consumer, ensure_streams, worker_consumer
-from .runner import SERVICE, MonitorRunner
+from .runner import CHECKPOINT_MESSAGES, SERVICE, MonitorRunner
 from .store import StateStore
 
 BATCH = 256
 DURABLE = "monitor"
-IDLE_WAIT_S = 1.0  # how long one idle fetch waits for the next message
+MAX_UNACKED = CHECKPOINT_MESSAGES + 4 * BATCH  # the consumer's max_ack_pending
+IDLE_WAIT_S = 0.25  # how long one idle fetch waits for the next message (then: checkpoint)
 TOP_UP_WAIT_S = 0.002  # how long to wait for more of an already started batch
 
 
@@ -60,6 +61,11 @@ async def _consume(sub: Any, runner: MonitorRunner, failed: asyncio.Future[BaseE
         try:
             msgs = await sub.fetch(1, timeout=IDLE_WAIT_S)
         except TimeoutError:
+            try:
+                await runner.checkpoint()
+            except Exception as exc:
+                _fail(failed, exc, log, "checkpoint")
+                return
             continue
         try:
             msgs += await sub.fetch(BATCH - 1, timeout=TOP_UP_WAIT_S)
@@ -81,7 +87,7 @@ async def run_worker(settings: Settings, nats_url: str, names: Names = Names(),
     async with broker:
         js = broker.config.connection_state.stream
         await ensure_streams(js, names)
-        consumer = worker_consumer(DURABLE, f"{names.ns}.in.>", BATCH * 2)
+        consumer = worker_consumer(DURABLE, f"{names.ns}.in.>", MAX_UNACKED)
         await ensure_consumer(js, names.stream_in, consumer)
         store = await StateStore.open(js, names.state_bucket(SERVICE))
         stored = await store.load()
@@ -92,9 +98,10 @@ async def run_worker(settings: Settings, nats_url: str, names: Names = Names(),
             timer_seq=int(stored.meta.get("timer_seq", 0)),
         )
         engine.tick_seen = dict(stored.meta.get("tick_seen", {}))
-        runner = MonitorRunner(engine, js, names, store, log, stored.meta)
+        runner = MonitorRunner(engine, js, names, store, log, stored.meta, DURABLE)
+        caught_up = await runner.catch_up()
         log.info("monitor starting", patients=len(stored.records), clock=clock_at, clock_mode=clock,
-                 stream_seq=runner.stream_seq)
+                 stream_seq=runner.stream_seq, caught_up=caught_up)
         scheduler = None
         if clock == "wall":
             scheduler = AsyncIOScheduler(timezone=UTC)
@@ -118,6 +125,9 @@ async def run_worker(settings: Settings, nats_url: str, names: Names = Names(),
             consuming.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await consuming
+            if not failed.done():
+                with contextlib.suppress(Exception):
+                    await runner.checkpoint()  # a clean stop leaves nothing to recompute
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
             log.info("monitor stopping", processed=runner.processed, gap_filled=runner.gap_filled)

@@ -1,0 +1,43 @@
+"""Event streams for the live benchmarks: open sessions, then vitals round-robin."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+
+def _t(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def session_starts(patients: int, t0: datetime, prefix: str = "pk") -> list[tuple[str, bytes, str]]:
+    """(subject patient, payload, event_id) for a baseline reading and a start per patient."""
+    out = []
+    for p in range(patients):
+        pid = f"{prefix}-{p:05d}"
+        for event in (
+            {"type": "vitals.recorded", "event_id": f"{pid}-b", "occurred_at": _t(t0 - timedelta(minutes=5)),
+             "patient_id": pid, "systolic_mmhg": 128, "spo2_pct": 98, "heart_rate_bpm": 71},
+            {"type": "infusion.started", "event_id": f"{pid}-s", "occurred_at": _t(t0), "patient_id": pid,
+             "session_id": f"ses-{pid}", "pump_id": f"pump-{p % 40}"},
+        ):
+            out.append((event["type"], json.dumps(event, separators=(",", ":")).encode(), event["event_id"]))
+    return out
+
+
+def vitals(patients: int, count: int, t0: datetime, prefix: str = "pk") -> list[tuple[str, bytes, str]]:
+    """``count`` unremarkable readings spread round-robin over the patients' sessions."""
+    out = []
+    for i in range(count):
+        p = i % patients
+        pid = f"{prefix}-{p:05d}"
+        minute = 1 + i // patients
+        event = {"type": "vitals.recorded", "event_id": f"{pid}-v{i}", "occurred_at": _t(t0 + timedelta(seconds=20 * minute)),
+                 "patient_id": pid, "session_id": f"ses-{pid}", "systolic_mmhg": 118 + i % 9,
+                 "diastolic_mmhg": 74, "heart_rate_bpm": 70 + i % 11, "spo2_pct": 97}
+        out.append(("vitals.recorded", json.dumps(event, separators=(",", ":")).encode(), event["event_id"]))
+    return out
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,97 @@
+"""One HL7 message in, a ``Translation`` out: which feed it is, its events or its rejection.
+
+Pure: the book (gateway state) is read and changes are recorded on it; the wall-clock time the
+message arrived is an argument. Every event is checked with the contract's own parser.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from schemas import Rejection as ContractRejection
+from schemas import parse_inbound
+
+from ..config import GatewayConfig
+from .adt import PROFILE_TRIGGERS, map_adt
+from .book import Book
+from .common import (
+    APPLICATION_ERROR, MapError, Parsed, Rejection, Translation, coded, parse, patient_of, value,
+)
+from .lab import map_lab
+from .pump import EVT_COND, learn_location, map_pump
+from .vitals import map_vitals
+
+
+def feed_of(parsed: Parsed) -> str:
+    """``vitals``, ``pump``, ``lab``, ``adt`` or ``other`` (acknowledged and counted)."""
+    mtype, _, trigger = parsed.message_type.partition("^")
+    if mtype == "ADT":
+        return "adt" if trigger in PROFILE_TRIGGERS else "other"
+    if mtype != "ORU":
+        return "other"
+    obx = parsed.segments("OBX")
+    if trigger == "R42" or any(EVT_COND in {p.upper() for p in coded(seg, 3)} for seg in obx):
+        return "pump"
+    if trigger != "R01":
+        return "other"
+    profile = " ".join(value(parsed.message.segment("MSH"), 21, c, r) for r in (1, 2, 3) for c in (1, 2)).upper()
+    if "IHE_PCD_001" in profile or "IHE PCD-01" in profile:  # namespace text, never the OID
+        return "vitals"
+    for seg in obx:
+        parts = coded(seg, 3)
+        if parts[2].upper() == "MDC" or any(p.upper().startswith("MDC_") for p in parts):
+            return "vitals"
+    return "lab"
+
+
+def header_guess(raw: bytes) -> tuple[str, str, str]:
+    """Sender, control id and type of a message that could not be parsed (for its ``AR``)."""
+    first = raw.replace(b"\r\n", b"\r").replace(b"\n", b"\r").split(b"\r", 1)[0].decode("latin-1")
+    if not first.startswith("MSH") or len(first) < 4:
+        return "", "", ""
+    parts = first.split(first[3])
+    get = (lambda i: parts[i - 1] if len(parts) >= i else "")  # noqa: E731 - MSH-1 is the separator
+    comp = first[4] if len(first) > 4 else "^"
+    return get(3).split(comp)[0], get(10).split(comp)[0], "^".join(get(9).split(comp)[:2])
+
+
+def translate(raw: bytes, config: GatewayConfig, book: Book, received_at: datetime) -> Translation:
+    try:
+        parsed = parse(raw)
+    except MapError as exc:
+        sender, control_id, mtype = header_guess(raw)
+        return Translation(control_id, sender, mtype, rejection=exc.rejection, feed="unparsed")
+    out = Translation(parsed.control_id, parsed.sender, parsed.message_type, feed=feed_of(parsed))
+    try:
+        match out.feed:
+            case "vitals":
+                map_vitals(parsed, config, out)
+            case "pump":
+                map_pump(parsed, config, book, received_at, out)
+            case "lab":
+                map_lab(parsed, config, out)
+            case "adt":
+                map_adt(parsed, config, out)
+            case _:
+                out.ignored += 1
+        if out.feed in ("vitals", "adt") and out.events:
+            ref = patient_of(parsed, config.secret)
+            latest = max(datetime.fromisoformat(e["occurred_at"].replace("Z", "+00:00")) for e in out.events)
+            learn_location(book, config, ref, latest)
+        check_events(out)
+    except MapError as exc:
+        book.changes.clear()
+        out.events, out.rejection = [], exc.rejection
+    return out
+
+
+def check_events(out: Translation) -> None:
+    """Every event must pass the contract's parser; a failure is the gateway's mapping error."""
+    for event in out.events:
+        result = parse_inbound(json.dumps(event))
+        if isinstance(result, ContractRejection):
+            raise MapError("", result.field, f"event does not meet the contract: {result}", APPLICATION_ERROR)
+
+
+__all__ = ["Rejection", "Translation", "feed_of", "translate"]

@@ -1,0 +1,164 @@
+"""The paging bridge's routing configuration: destinations, routes by severity and site, tiers.
+
+Loaded from TOML (``deploy/pager-routes.toml`` is the documented example; ``docs/paging.md``
+explains every key). Durations are **event-time** spans: ``"90s"``, ``"5m"``, ``"1h"``,
+``"1h30m"`` or ISO 8601 (``"PT5M"``). Secrets (PagerDuty routing keys, webhook tokens) are never
+written in the file: a destination names the environment variable that holds them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from schemas.vocab import Severity
+
+_SPAN = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def _duration(value: Any) -> Any:
+    """``"5m"``, ``"90s"``, ``"1h30m"``; anything else goes to pydantic (ISO 8601, seconds)."""
+    if isinstance(value, str) and value and (match := _SPAN.fullmatch(value.strip())) and any(match.groups()):
+        h, m, s = (int(g or 0) for g in match.groups())
+        return timedelta(hours=h, minutes=m, seconds=s)
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+# PagerDuty Events API v2 severities (critical, error, warning, info) by the contract's severity
+PAGERDUTY_SEVERITY: dict[Severity, str] = {
+    Severity.CRITICAL: "critical",
+    Severity.HIGH: "error",
+    Severity.MEDIUM: "warning",
+    Severity.LOW: "info",
+    Severity.INFO: "info",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Destination(_Strict):
+    """Where requests go and how they are sent (HTTP POST, JSON body)."""
+
+    adapter: Literal["pagerduty", "webhook"]
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    routing_key_env: str | None = Field(
+        default=None, description="pagerduty: the environment variable holding the integration's routing key")
+    headers_env: dict[str, str] = Field(
+        default_factory=dict, description="extra request headers: header name -> environment variable with its value")
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
+    max_attempts: Annotated[int, Field(ge=1, le=1000)] = 12
+    backoff_initial_s: Annotated[float, Field(gt=0, le=60)] = 0.25
+    backoff_max_s: Annotated[float, Field(gt=0, le=600)] = 15.0
+
+    def routing_key(self, env: dict[str, str] | None = None) -> str:
+        env = os.environ if env is None else env
+        return env.get(self.routing_key_env, "") if self.routing_key_env else ""
+
+    def extra_headers(self, env: dict[str, str] | None = None) -> dict[str, str]:
+        env = os.environ if env is None else env
+        return {name: env[var] for name, var in self.headers_env.items() if env.get(var)}
+
+
+class Tier(_Strict):
+    """One tier of a route: who is paged, how often, and when the next tier takes over.
+
+    A tier is entered at time *t* (tier 1: the alert's ``occurred_at``). Its destinations get a
+    ``trigger`` at *t*; then ``repeats`` re-pages every ``repage_after`` (only those strictly before
+    ``escalate_after``); at *t* + ``escalate_after`` the next tier is entered (after the last tier:
+    the route's failsafe). Without ``escalate_after`` the tier is final."""
+
+    destinations: Annotated[list[str], Field(min_length=1)]
+    repage_after: Duration | None = None
+    repeats: Annotated[int, Field(ge=0, le=20)] = 0
+    escalate_after: Duration | None = None
+
+    @model_validator(mode="after")
+    def _spans(self) -> Tier:
+        for name in ("repage_after", "escalate_after"):
+            span = getattr(self, name)
+            if span is not None and span <= timedelta(0):
+                raise ValueError(f"{name} must be positive")
+        if self.repeats and self.repage_after is None:
+            raise ValueError("repeats needs repage_after")
+        return self
+
+
+class Route(_Strict):
+    """Alerts of these severities (and, if given, these sites) follow these tiers. No tiers:
+    recorded in the audit trail only."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    severities: Annotated[list[Severity], Field(min_length=1)]
+    sites: list[str] = Field(default_factory=list, description="empty: any site")
+    tiers: list[Tier] = Field(default_factory=list)
+    failsafe: str | None = Field(default=None, description="destination for anything no tier acknowledged")
+
+    def matches(self, severity: Severity, site: str | None) -> bool:
+        return severity in self.severities and (not self.sites or site in self.sites)
+
+
+class PagerRoutes(_Strict):
+    source: str = Field(default="infusion-monitor", description="PagerDuty payload.source when the alert has no site")
+    session_url: str | None = Field(
+        default=None, description="link back to the session, e.g. https://board.example/sessions/{session_id}")
+    alert_url: str | None = Field(default=None, description="link to the alert, e.g. https://board.example/alerts/{alert_id}")
+    memory_hours: Annotated[int, Field(ge=1, le=24 * 90)] = 72  # a resolved alert is forgotten after this
+    acknowledged_memory_days: Annotated[int, Field(ge=1, le=365)] = 30  # an acknowledged, unresolved one
+    failsafe_on_unacknowledged_close: bool = Field(
+        default=True, description="a paged alert still unacknowledged when its session closes goes to the failsafe")
+    destinations: dict[str, Destination] = Field(default_factory=dict)
+    routes: list[Route] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PagerRoutes:
+        names = set()
+        for route in self.routes:
+            if route.name in names:
+                raise ValueError(f"route {route.name!r} is defined twice")
+            names.add(route.name)
+            wanted = [d for tier in route.tiers for d in tier.destinations]
+            if route.failsafe:
+                wanted.append(route.failsafe)
+                if not route.tiers or route.tiers[-1].escalate_after is None:
+                    raise ValueError(f"route {route.name!r}: a failsafe needs escalate_after on the last tier")
+            for dest in wanted:
+                if dest not in self.destinations:
+                    raise ValueError(f"route {route.name!r}: unknown destination {dest!r}")
+        for severity in Severity:  # no alert may go unrouted by accident
+            if not any(severity in r.severities and not r.sites for r in self.routes):
+                raise ValueError(f"no catch-all route (without sites) for severity {severity.value!r}")
+        for name, dest in self.destinations.items():
+            if dest.adapter == "pagerduty" and not dest.routing_key_env:
+                raise ValueError(f"destination {name!r}: a pagerduty destination needs routing_key_env")
+        return self
+
+    def route_for(self, severity: Severity, site: str | None) -> Route:
+        """The first route that matches (the validator guarantees a catch-all per severity)."""
+        return next(r for r in self.routes if r.matches(severity, site))
+
+    def route_named(self, name: str) -> Route | None:
+        return next((r for r in self.routes if r.name == name), None)
+
+
+def parse_routes(text: str) -> PagerRoutes:
+    return PagerRoutes.model_validate(tomllib.loads(text))
+
+
+def load_routes(path: str | Path) -> PagerRoutes:
+    """Read and validate a routes file (raises ``ValueError``/``ValidationError`` naming the key)."""
+    return parse_routes(Path(path).read_text(encoding="utf-8"))
+
+
+def record_only() -> PagerRoutes:
+    """Every severity recorded, nothing paged (the default when no routes file is given)."""
+    return PagerRoutes(routes=[Route(name="record-only", severities=list(Severity))])

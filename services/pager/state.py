@@ -1,0 +1,39 @@
+"""What the pager core remembers per patient: each alert it has seen and where it was sent.
+
+Slotted dataclasses, stored and loaded through pydantic (``services/engine/state.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+# lifecycle states, in the order an alert moves through them (``infusion-monitor alerts``)
+RAISED, DELIVERED, ESCALATED, ACKNOWLEDGED, RESOLVED = "raised", "delivered", "escalated", "acknowledged", "resolved"
+STATE_ORDER = {RAISED: 0, DELIVERED: 1, ESCALATED: 2, ACKNOWLEDGED: 3, RESOLVED: 4}
+
+
+@dataclass(slots=True)
+class TrackedAlert:
+    alert_id: str
+    dedup_key: str
+    severity: str
+    route: str
+    raised_at: datetime
+    alert: dict[str, Any]  # the alert.raised event as published (contract shape)
+    session_id: str | None = None
+    tier: int = 0  # 1-based tier currently paged; 0: not paged (record-only route)
+    failsafe: bool = False  # the failsafe was paged
+    tier_started_at: datetime | None = None
+    repages: int = 0  # re-pages sent in the current tier
+    sent: dict[str, int] = field(default_factory=dict)  # destination -> requests sent (sequence)
+    triggered: list[str] = field(default_factory=list)  # destinations that got a trigger, in order
+    acknowledged: bool = False
+    acknowledged_by: str | None = None
+    resolved: bool = False
+    resolve_reason: str | None = None
+
+
+@dataclass(slots=True)
+class PatientAlerts:
+    alerts: dict[str, TrackedAlert] = field(default_factory=dict)  # alert_id -> alert
