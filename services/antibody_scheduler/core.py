@@ -17,7 +17,7 @@ from ..engine.alerts import make_alert
 from ..engine.config import MonitorConfig
 from ..engine.core import Context
 from ..engine.ids import stable_id
-from .state import SchedulerPatient, Slot
+from .state import SchedulerPatient
 
 DUE, OVERDUE = "due", "overdue"
 SPECIFICITY = list(DueReason)  # confirm_positive > before_restart > after_reaction > routine
@@ -106,7 +106,7 @@ class AntibodyScheduler:
         cfg = ctx.config
         for due_id in st.outstanding:  # any result after a due event satisfies it
             ctx.cancel_timer(OVERDUE, due_id)
-        st.outstanding = []
+        st.outstanding = ()
         st.last_result = max(st.last_result or ev.specimen_date, ev.specimen_date)
         if st.anchor is not None:  # S1 runs for a patient on treatment: a result moves its date
             self._set_routine(st, ev.specimen_date + timedelta(days=cfg.antibody_interval_days), ctx)
@@ -120,27 +120,27 @@ class AntibodyScheduler:
 
     def _add(self, st: SchedulerPatient, at: datetime, reason: DueReason, ctx: Context) -> None:
         key = format_time(at)
-        slot = st.slots.get(key)
-        if slot is None:
-            slot = st.slots[key] = Slot(at=at, reasons=[])
+        reasons = st.slots.get(key)
+        if reasons is None:
+            reasons = st.slots[key] = []
             ctx.set_timer(at, DUE, key)
-        if reason not in slot.reasons:
-            slot.reasons.append(reason)
+        if reason not in reasons:
+            reasons.append(reason)
 
     def _remove_reason(self, st: SchedulerPatient, reason: DueReason, ctx: Context) -> None:
-        for key, slot in list(st.slots.items()):
-            if reason in slot.reasons:
-                slot.reasons.remove(reason)
-                if not slot.reasons:
+        for key, reasons in list(st.slots.items()):
+            if reason in reasons:
+                reasons.remove(reason)
+                if not reasons:
                     del st.slots[key]
                     ctx.cancel_timer(DUE, key)
 
     def _due(self, st: SchedulerPatient, key: str, at: datetime, ctx: Context) -> None:
         cfg = ctx.config
-        slot = st.slots.pop(key, None)
-        if slot is None:
+        pending = st.slots.pop(key, None)
+        if pending is None:
             return
-        reasons = set(slot.reasons)
+        reasons = set(pending)
         day = at.astimezone(cfg.tz).date()
         if DueReason.ROUTINE in reasons:
             if self._paused(st, day, cfg):
@@ -155,17 +155,16 @@ class AntibodyScheduler:
             event_id=stable_id("ev", "antibody_test.due", ctx.patient_id, day.isoformat()),
             occurred_at=at, patient_id=ctx.patient_id, due_date=day, reason=reason, rule=RULE_OF[reason])
         ctx.emit(due)
-        st.emitted[day.isoformat()] = due.event_id
-        if len(st.emitted) > EMITTED_MEMORY:
-            del st.emitted[min(st.emitted)]
-        st.outstanding.append(due.event_id)
+        emitted = {**st.emitted, day.isoformat(): due.event_id}
+        st.emitted = {d: emitted[d] for d in sorted(emitted)[-EMITTED_MEMORY:]}
+        st.outstanding = [*st.outstanding, due.event_id]
         ctx.set_timer(at + timedelta(days=cfg.overdue_after_days), OVERDUE, due.event_id)
 
     def _overdue(self, st: SchedulerPatient, due_id: str, at: datetime, ctx: Context) -> None:
         """S3: no antibody result within 14 days after a due event."""
         if due_id not in st.outstanding:
             return
-        st.outstanding.remove(due_id)
+        st.outstanding = [i for i in st.outstanding if i != due_id]
         due_day = next((d for d, i in st.emitted.items() if i == due_id), None)
         ctx.emit(make_alert(
             patient_id=ctx.patient_id, at=at, kind=AlertKind.ANTIBODY_TEST_OVERDUE, severity=Severity.LOW,

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 
 from schemas.vocab import DueReason
 
 
-@dataclass(slots=True)
-class Slot:
-    """Due events falling due at one moment; they merge into one (most specific reason)."""
-
-    at: datetime
-    reasons: list[DueReason]
+_NONE: Mapping[str, str] = {}  # shared, never written: replaced by a new dict
 
 
 @dataclass(slots=True)
@@ -24,6 +20,7 @@ class SchedulerPatient:
     anchor: date | None = None
     last_result: date | None = None  # specimen date of the latest antibody result: routine follows it
     next_routine: date | None = None  # None with an anchor: paused (last infusion > 84 days ago)
-    slots: dict[str, Slot] = field(default_factory=dict)  # pending due moments, by their ISO time
-    emitted: dict[str, str] = field(default_factory=dict)  # due date (ISO) -> due event id
-    outstanding: list[str] = field(default_factory=list)  # due events no result has satisfied (S3)
+    # pending due moments (ISO time) -> the reasons falling due then; they merge into one event
+    slots: dict[str, list[DueReason]] = field(default_factory=dict)
+    emitted: Mapping[str, str] = field(default_factory=lambda: _NONE)  # due date (ISO) -> due event id
+    outstanding: Sequence[str] = ()  # due events no antibody result has satisfied yet (S3)

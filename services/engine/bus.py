@@ -24,7 +24,8 @@ from .core import Core, Notice, Step
 from .state import dump_state_json, load_state
 from .timers import Timer
 
-DEDUP_MEMORY = 64  # event ids remembered per patient live (the stream's dedup window covers more)
+DEDUP_MEMORY = 16  # event ids remembered per patient live; the stream's dedup window is the main guard
+_SEEN_RECORD = 12  # bytes per remembered id: 8-byte hash of the event_id + 4-byte content digest
 
 
 @dataclass(slots=True)
@@ -33,27 +34,32 @@ class PatientRecord:
 
     patient_id: str
     last_seq: int = 0  # live: the last stream sequence applied (redeliveries are no-ops)
-    seen: dict[str, str] = field(default_factory=dict)  # event_id -> content digest
-    timers: dict[str, Timer] = field(default_factory=dict)
+    seen: bytes = b""  # the last DEDUP_MEMORY (event_id hash, content digest) records, oldest first
+    timers: dict[tuple[str, str, str], Timer] = field(default_factory=dict)  # (core, kind, key) -> timer
     slices: dict[str, Any] = field(default_factory=dict)  # core name -> state (a dict until used)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> PatientRecord:
         data = json.loads(raw)
         timers = {
-            name: Timer(datetime.fromisoformat(due), seq, core, kind, key)
-            for name, (due, seq, core, kind, key) in data.get("timers", {}).items()
+            (core, kind, key): Timer(datetime.fromisoformat(due), seq)
+            for due, seq, core, kind, key in data.get("timers", [])
         }
-        return cls(data["patient_id"], data.get("last_seq", 0), data.get("seen", {}), timers, data.get("slices", {}))
+        return cls(data["patient_id"], data.get("last_seq", 0), bytes.fromhex(data.get("seen", "")), timers,
+                   data.get("slices", {}))
 
 
 def content_digest(raw: bytes) -> str:
     """A short hash of an event's bytes (whitespace-stripped), for the dedup memory."""
-    return hashlib.blake2b(raw.strip(), digest_size=8).hexdigest()
+    return hashlib.blake2b(raw.strip(), digest_size=4).hexdigest()
 
 
-def _timer_key(core: str, kind: str, key: str) -> str:
-    return f"{core}|{kind}|{key}"
+def _id_hash(event_id: str) -> bytes:
+    return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+
+
+def _timer_key(core: str, kind: str, key: str) -> tuple[str, str, str]:
+    return (core, kind, key)
 
 
 class _Ctx:
@@ -114,7 +120,7 @@ class Engine:
         # DEDUP_MEMORY ids in its state and the inbound stream's dedup window covers the rest
         self._all_seen: dict[tuple[str, str], str] | None = {} if unbounded_dedup else None
         self.dirty: set[str] = set()
-        self._heap: list[tuple[datetime, int, str, str]] = []
+        self._heap: list[tuple[datetime, int, str, tuple[str, str, str]]] = []
         self._step = Step()
         self._facts: deque[OutboundEvent] = deque()
         for record in records:
@@ -203,31 +209,38 @@ class Engine:
             )
             for name, state in record.slices.items()
         )
-        timers = {k: [t.due.isoformat(), t.seq, t.core, t.kind, t.key] for k, t in record.timers.items()}
-        head = json.dumps({"patient_id": record.patient_id, "last_seq": record.last_seq, "seen": record.seen,
+        timers = [[t.due.isoformat(), t.seq, *name] for name, t in record.timers.items()]
+        head = json.dumps({"patient_id": record.patient_id, "last_seq": record.last_seq, "seen": record.seen.hex(),
                            "timers": timers}, separators=(",", ":")).encode()
         return head[:-1] + b',"slices":{' + slices + b"}}"
 
     def _is_duplicate(self, event: Event, record: PatientRecord | None, digest: str | None) -> bool:
         if digest is None:
             digest = content_digest(event.model_dump_json().encode())
-        if self._all_seen is not None:
-            seen: dict = self._all_seen
+        if self._all_seen is not None or record is None:  # offline (every id) or a clock tick
+            seen: dict = self._all_seen if self._all_seen is not None else self.tick_seen
             key: Any = (record.patient_id if record is not None else "", event.event_id)
-        else:
-            seen = record.seen if record is not None else self.tick_seen
-            key = event.event_id
-        earlier = seen.get(key)
-        if earlier is not None:
-            if earlier != digest:
-                self._step.notices.append(
-                    Notice(event.event_id, "duplicate event_id with different content: dropped", "event_id")
-                )
-            return True
-        seen[key] = digest
-        if self._all_seen is None and len(seen) > DEDUP_MEMORY:
-            del seen[next(iter(seen))]
-        return False
+            earlier = seen.get(key)
+            if earlier is None:
+                seen[key] = digest
+                if self._all_seen is None and len(seen) > DEDUP_MEMORY:
+                    del seen[next(iter(seen))]
+                return False
+        else:  # live: a small per-patient memory, compact because every patient carries it
+            id_hash, blob = _id_hash(event.event_id), record.seen
+            earlier = None
+            for at in range(0, len(blob), _SEEN_RECORD):
+                if blob[at:at + 8] == id_hash:
+                    earlier = blob[at + 8:at + _SEEN_RECORD].hex()
+                    break
+            if earlier is None:
+                blob += id_hash + bytes.fromhex(digest)
+                record.seen = blob[-DEDUP_MEMORY * _SEEN_RECORD:]
+                return False
+        if earlier != digest:
+            self._step.notices.append(
+                Notice(event.event_id, "duplicate event_id with different content: dropped", "event_id"))
+        return True
 
     def _dispatch(self, record: PatientRecord, event: Any, event_id: str | None) -> None:
         ctx = _Ctx(self, record, None, event_id)
@@ -252,7 +265,7 @@ class Engine:
     def _set_timer(self, record: PatientRecord, core: str, kind: str, key: str, due: datetime) -> None:
         self.timer_seq += 1
         name = _timer_key(core, kind, key)
-        timer = Timer(due=due, seq=self.timer_seq, core=core, kind=kind, key=key)
+        timer = Timer(due, self.timer_seq)
         record.timers[name] = timer
         self.dirty.add(record.patient_id)
         heapq.heappush(self._heap, (due, timer.seq, record.patient_id, name))
@@ -270,8 +283,9 @@ class Engine:
                 continue  # replaced or cancelled
             del record.timers[name]
             self.dirty.add(patient_id)
-            core = self._by_name[timer.core]
+            core_name, kind, key = name
+            core = self._by_name[core_name]
             ctx = _Ctx(self, record, core, None)
             ctx.now = due
-            core.fire(self._slice(record, core), timer.kind, timer.key, due, ctx)
+            core.fire(self._slice(record, core), kind, key, due, ctx)
             self._drain_facts()

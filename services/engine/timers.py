@@ -8,10 +8,7 @@ from datetime import datetime
 
 @dataclass(frozen=True, slots=True)
 class Timer:
-    """A pending timer of one core for one patient; ``(core, kind, key)`` names it uniquely."""
+    """A pending timer; the patient's ``timers`` map names it by ``(core, kind, key)``."""
 
     due: datetime
     seq: int  # creation order: timers due at the same moment fire in the order they were set
-    core: str
-    kind: str
-    key: str = ""

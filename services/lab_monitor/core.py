@@ -282,9 +282,8 @@ class LabMonitor:
             summary=summary, action=action, evidence=evidence,
             supersedes=current.alert_id if current is not None else None)
         ctx.emit(alert)
-        st.specimen_alerts[key] = SpecimenAlert(alert_id=alert.alert_id, rank=severity.rank)
-        if len(st.specimen_alerts) > 64:
-            del st.specimen_alerts[next(iter(st.specimen_alerts))]
+        alerts = {**st.specimen_alerts, key: SpecimenAlert(alert_id=alert.alert_id, rank=severity.rank)}
+        st.specimen_alerts = dict(list(alerts.items())[-64:])
         return alert
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -23,11 +24,14 @@ class SpecimenAlert:
     rank: int
 
 
+_NONE: Mapping[str, SpecimenAlert] = {}  # shared, never written: replaced by a new dict
+
+
 @dataclass(slots=True)
 class LabPatient:
     starts: list[date] = field(default_factory=list)  # natalizumab infusion dates (site calendar)
-    liver: list[LiverResult] = field(default_factory=list)  # liver tests within the Hy's-law window
+    liver: Sequence[LiverResult] = ()  # liver tests within the Hy's-law window
     liver_injury_raised: bool = False  # L6 once per patient until liver_injury is cleared
-    specimen_alerts: dict[str, SpecimenAlert] = field(default_factory=dict)  # rule+specimen -> alert
+    specimen_alerts: Mapping[str, SpecimenAlert] = field(default_factory=lambda: _NONE)  # rule+specimen -> alert
     first_positive: date | None = None  # antibody: a positive with no positive before it (R15)
     persistent: bool = False  # R16

@@ -41,7 +41,7 @@ from .window import is_inside, observation_minutes, window_end
 
 OUTCOME_RULES = frozenset({Rule.R7, Rule.R8, Rule.R9, Rule.R10, Rule.R11, Rule.R12, Rule.R12B, Rule.R13, Rule.M1})
 
-RECENT_READINGS = 8  # baseline candidates kept for a session that starts later
+RECENT_READINGS = 2  # baseline candidates kept for a session that starts later (memory per patient)
 
 # timer kinds
 BASELINE, NO_END, GAP, CLOSE = "baseline", "no_end", "gap", "close"
@@ -95,7 +95,7 @@ class SessionMonitor:
             birth_date=ev.birth_date,
             pregnant=bool(ev.pregnant),
             lactating=bool(ev.lactating),
-            concomitant_therapies=list(ev.concomitant_therapies),
+            concomitant_therapies=ev.concomitant_therapies,
         )
 
     def _started(self, st: PatientSessions, ev: InfusionStarted, ctx: Context) -> None:
@@ -182,7 +182,7 @@ class SessionMonitor:
             self._remember(st, Reading(at=at, values=values), cfg)
             for open_session in st.sessions.values():
                 if not open_session.baseline_fixed and in_baseline_range(at, open_session.started_at, cfg):
-                    open_session.candidates.append(Reading(at=at, values=values))
+                    open_session.candidates = [*open_session.candidates, Reading(at=at, values=values)]
                     open_session.baseline = baseline(open_session.candidates, open_session.started_at)
         session = self._session_for(st, ev, cfg)
         if session is None:
@@ -194,7 +194,7 @@ class SessionMonitor:
         for code in ev.symptoms:
             code = code.lower()
             if code not in session.symptoms:
-                session.symptoms.append(code)
+                session.symptoms = [*session.symptoms, code]
         if session.symptoms or not unremarkable(values, session.baseline.get("systolic_mmhg"), cfg):
             self._grade(st, session, ev, values, ctx)
 
@@ -249,7 +249,7 @@ class SessionMonitor:
             supersedes=current.alert_id if current else None,
         )
         ctx.emit(alert)
-        session.alerts[spec.kind.value] = AlertRef(alert_id=alert.alert_id, rank=spec.rank)
+        session.alerts = {**session.alerts, spec.kind.value: AlertRef(alert_id=alert.alert_id, rank=spec.rank)}
         st.had_reaction = True
         self._count_for_outcome(session, spec.rule, spec.kind, spec.severity)
         if spec.kind is AlertKind.DISCONTINUE_HYPERSENSITIVITY and ContraindicationReason.HYPERSENSITIVITY not in st.contraindications:
@@ -272,7 +272,7 @@ class SessionMonitor:
         """R6 at t0 + 5 min: no vitals reading in [t0 - 30 min, t0 + 5 min]."""
         session.baseline_fixed = True
         had_reading = bool(session.candidates)
-        session.candidates = []
+        session.candidates = ()
         if had_reading:
             return
         cfg = ctx.config

@@ -1,10 +1,12 @@
 """What the session monitor remembers about a patient and each of their sessions.
 
-Plain slotted dataclasses: cheap to update on the hot path and small in memory; stored and
-loaded through pydantic (``services/engine/state.py``)."""
+Plain slotted dataclasses: cheap to update on the hot path and small in memory (10,000 open
+sessions are held at once; containers that are usually empty default to a shared ``()`` and are
+replaced when written); stored and loaded through pydantic (``services/engine/state.py``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -26,7 +28,7 @@ class Profile:
     birth_date: date
     pregnant: bool = False
     lactating: bool = False
-    concomitant_therapies: list[str] = field(default_factory=list)
+    concomitant_therapies: Sequence[str] = ()
 
 
 @dataclass(slots=True)
@@ -35,6 +37,9 @@ class AlertRef:
 
     alert_id: str
     rank: tuple[int, int]
+
+
+_NO_ALERTS: Mapping[str, AlertRef] = {}  # shared, never written: replaced by a new dict
 
 
 @dataclass(slots=True)
@@ -51,12 +56,12 @@ class Session:
     window_end: datetime | None = None
     closed: bool = False
     baseline_fixed: bool = False
-    candidates: list[Reading] = field(default_factory=list)  # baseline candidates until fixed
+    candidates: Sequence[Reading] = ()  # baseline candidates until fixed (a list while collecting)
     baseline: dict[str, float] = field(default_factory=dict)
     last_reading_at: datetime | None = None
     gap_due: datetime | None = None  # the pending M1 timer (re-armed lazily when it fires)
-    symptoms: list[str] = field(default_factory=list)  # accumulated from t0 on, lower case
-    alerts: dict[str, AlertRef] = field(default_factory=dict)  # kind -> current alert
+    symptoms: Sequence[str] = ()  # accumulated from t0 on, lower case, in charting order
+    alerts: Mapping[str, AlertRef] = field(default_factory=lambda: _NO_ALERTS)  # kind -> current alert
     gap_count: int = 0
     reacted: bool = False  # R14 already asked for this session
     worst_kind: str | None = None  # outcome: most severe R7-R13/M1 alert kind
@@ -68,7 +73,7 @@ class PatientSessions:
     """The session monitor's slice of a patient's state."""
 
     profile: Profile | None = None
-    contraindications: list[ContraindicationReason] = field(default_factory=list)
+    contraindications: Sequence[ContraindicationReason] = ()
     starts: list[datetime] = field(default_factory=list)  # every infusion.started on record, sorted
     had_reaction: bool = False  # any R7-R13 alert on record (observation rule)
     persistent_antibodies: bool = False  # R16 fact from the lab side (P5, enhanced M1)

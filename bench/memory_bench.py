@@ -1,0 +1,46 @@
+"""Resident memory with N open sessions: ``python -m bench.memory_bench N`` prints JSON.
+
+Runs in a fresh interpreter: the engine (every core) is fed a profile, a baseline reading, a
+start and readings at 10, 20 and 30 minutes per patient (the baseline fixed, the window open,
+the state a session has mid-infusion), and the growth of the resident set is divided by N."""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+import tracemalloc
+from datetime import UTC, datetime
+
+from schemas import parse_inbound
+from services.engine.bus import Engine, content_digest
+from services.engine.config import MonitorConfig
+from services.engine.cores import all_cores
+
+from .common import rss_bytes
+from .workload import profiles, session_starts, vitals
+
+
+def main(n: int, trace: bool = False) -> int:
+    t0 = datetime(2025, 6, 2, 9, 0, tzinfo=UTC)
+    lines = [payload for _, payload, _ in profiles(n, t0) + session_starts(n, t0) + vitals(n, 3 * n, t0, every_s=600)]
+    engine = Engine(MonitorConfig(), all_cores())
+    gc.collect()
+    before = rss_bytes()
+    if trace:  # Python-level allocations (tracemalloc itself inflates the resident set)
+        tracemalloc.start()
+    for i, raw in enumerate(lines, start=1):
+        engine.handle(parse_inbound(raw), seq=i, digest=content_digest(raw))
+    engine.take_dirty()  # as the live worker does at every checkpoint
+    gc.collect()
+    traced = tracemalloc.get_traced_memory()[0] if trace else 0
+    tracemalloc.stop()
+    after = rss_bytes()
+    open_sessions = sum(1 for r in engine.records.values() for s in r.slices["session"].sessions.values() if not s.closed)
+    print(json.dumps({"open_sessions": open_sessions, "rss_bytes_per_session": (after - before) / open_sessions,
+                      "python_bytes_per_session": traced / open_sessions}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(int(sys.argv[1]), trace="--trace" in sys.argv))
