@@ -219,7 +219,8 @@ class Engine:
             digest = content_digest(event.model_dump_json().encode())
         if self._all_seen is not None or record is None:  # offline (every id) or a clock tick
             seen: dict = self._all_seen if self._all_seen is not None else self.tick_seen
-            key: Any = (record.patient_id if record is not None else "", event.event_id)
+            key: Any = event.event_id if self._all_seen is None else (
+                record.patient_id if record is not None else "", event.event_id)
             earlier = seen.get(key)
             if earlier is None:
                 seen[key] = digest

@@ -99,6 +99,7 @@ async def run_worker(settings: Settings, nats_url: str, names: Names = Names(),
         )
         engine.tick_seen = dict(stored.meta.get("tick_seen", {}))
         runner = MonitorRunner(engine, js, names, store, log, stored.meta, DURABLE)
+        runner.on_failure = lambda exc: _fail(failed, exc, log, "checkpoint")
         caught_up = await runner.catch_up()
         log.info("monitor starting", patients=len(stored.records), clock=clock_at, clock_mode=clock,
                  stream_seq=runner.stream_seq, caught_up=caught_up)
@@ -127,7 +128,7 @@ async def run_worker(settings: Settings, nats_url: str, names: Names = Names(),
                 await consuming
             if not failed.done():
                 with contextlib.suppress(Exception):
-                    await runner.checkpoint()  # a clean stop leaves nothing to recompute
+                    await runner.checkpoint(wait=True)  # a clean stop leaves nothing to recompute
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
             log.info("monitor stopping", processed=runner.processed, gap_filled=runner.gap_filled)

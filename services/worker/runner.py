@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -101,6 +102,8 @@ class MonitorRunner:
         self.broken = False
         self.unacked: list[Msg] = []
         self.last_checkpoint = time.monotonic()
+        self._writing: asyncio.Future[None] | None = None
+        self.on_failure: Callable[[BaseException], None] | None = None
 
     async def process(self, msgs: list[Msg]) -> None:
         """Handle a fetched batch in stream order; ack it at the next checkpoint."""
@@ -127,15 +130,13 @@ class MonitorRunner:
                 self.broken = True  # memory is ahead of storage: nothing more until a restart
                 raise
 
-    async def checkpoint(self) -> None:
+    async def checkpoint(self, wait: bool = False) -> None:
         """Store what changed and ack what it covers (idle moments and shutdown call this)."""
         async with self.lock:
             if not self.broken and (self.unacked or self.engine.dirty):
-                try:
-                    await self._checkpoint()
-                except BaseException:
-                    self.broken = True
-                    raise
+                await self._checkpoint(wait)
+        if wait:
+            await self.flush()
 
     async def catch_up(self) -> int:
         """At start: handle every message after the last checkpoint that the consumer had
@@ -148,7 +149,7 @@ class MonitorRunner:
             todo = await self._read_gap(self.stream_seq + 1, delivered + 1)
             self.stream_seq = delivered
             await self._handle(todo)
-            await self._checkpoint()
+            await self._checkpoint(wait=True)
             return len(todo)
 
     async def _read_gap(self, first: int, end: int) -> list[Inbound]:
@@ -221,7 +222,10 @@ class MonitorRunner:
             publishes.append(self.js.publish(self.names.dlq(SERVICE), letter.raw, headers=letter.headers(SERVICE)))
         await asyncio.gather(*publishes)
 
-    async def _checkpoint(self) -> None:
+    async def _checkpoint(self, wait: bool = False) -> None:
+        """Take a consistent snapshot of what changed (under the lock: serialising is fast) and
+        write it in the background, so new batches are handled while the KV writes are in
+        flight. Checkpoints are written one after another; acks follow their own write."""
         meta = {
             "clock": format_time(self.engine.clock) if self.engine.clock else None,
             "timer_seq": self.engine.timer_seq,
@@ -229,7 +233,28 @@ class MonitorRunner:
             "out_seq": self.out_seq,
             "stream_seq": self.stream_seq,
         }
-        await self.store.save([(r.patient_id, self.engine.dump(r)) for r in self.engine.take_dirty()], meta)
+        records = [(r.patient_id, self.engine.dump(r)) for r in self.engine.take_dirty()]
         acks, self.unacked = self.unacked, []
-        await asyncio.gather(*(m.ack() for m in acks))
         self.last_checkpoint = time.monotonic()
+        previous = self._writing
+        self._writing = asyncio.ensure_future(self._write(previous, records, meta, acks))
+        if wait:
+            await self._writing
+
+    async def _write(self, previous: asyncio.Future[None] | None, records: list[tuple[str, bytes]],
+                     meta: dict[str, Any], acks: list[Msg]) -> None:
+        if previous is not None:
+            await previous
+        try:
+            await self.store.save(records, meta)
+            await asyncio.gather(*(m.ack() for m in acks))
+        except BaseException as exc:
+            self.broken = True
+            if self.on_failure is not None:
+                self.on_failure(exc)
+            raise
+
+    async def flush(self) -> None:
+        """Wait for the checkpoint being written (shutdown, tests)."""
+        if self._writing is not None:
+            await self._writing
