@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import get_args
 
 from .inbound import INBOUND_MODELS
-from .outbound import LIFECYCLE_MODELS, OUTBOUND_MODELS
+from .outbound import LIFECYCLE_MODELS, OUTBOUND_MODELS, PAGER_MODELS
 
-ALL_MODELS = (*INBOUND_MODELS, *OUTBOUND_MODELS, *LIFECYCLE_MODELS)
+ALL_MODELS = (*INBOUND_MODELS, *OUTBOUND_MODELS, *LIFECYCLE_MODELS, *PAGER_MODELS)
 
 
 def event_type_of(model: type) -> str:

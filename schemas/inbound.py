@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from .base import CalendarDate, EventTime, FreeText, PatientEvent, SessionId, ShortText, Event
+from .outbound import AlertAcknowledged, AlertResolved
 from .vocab import ContraindicationReason, InfusionOutcome, Symptom
 
 NATALIZUMAB = "natalizumab"
@@ -204,7 +205,13 @@ InboundEvent = Annotated[
     | AdverseEventReported
     | HypersensitivityRuledOut
     | ContraindicationCleared
-    | ClockTick,
+    | ClockTick
+    # the alert lifecycle (contract.md: "in"): accepted so a replay log may carry acknowledgements
+    # and clearings for the paging bridge; the monitor's cores do not handle them (they only
+    # move event time like any other line). Not in INBOUND_MODELS: the monitor does not
+    # subscribe to them (they travel on im.alert.>).
+    | AlertAcknowledged
+    | AlertResolved,
     Field(discriminator="type"),
 ]
 INBOUND_MODELS: tuple[type[Event], ...] = (

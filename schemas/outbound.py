@@ -73,6 +73,60 @@ class AlertResolved(PatientEvent):
     by: ShortText | None = None
 
 
+# --- the paging bridge (services/pager): escalations and deliveries, kept in IM_AUDIT -------
+
+
+class AlertEscalated(OutboundEvent):
+    """An unacknowledged alert moved to the next tier of its route (or to the failsafe)."""
+
+    type: Literal["alert.escalated"] = "alert.escalated"
+    patient_id: str
+    alert_id: str
+    dedup_key: str
+    severity: Severity
+    route: str
+    from_tier: int = Field(description="1-based tier that did not acknowledge")
+    to_tier: int = Field(description="1-based tier now paged (the failsafe: one past the last tier)")
+    failsafe: bool = False
+    destinations: list[str]
+
+
+class PageRequested(OutboundEvent):
+    """The pager core asks the bridge's shell to send one request to one destination."""
+
+    type: Literal["page.requested"] = "page.requested"
+    patient_id: str
+    alert_id: str
+    dedup_key: str
+    destination: str
+    adapter: Literal["pagerduty", "webhook"]
+    route: str
+    tier: int = Field(description="1-based tier; the failsafe is one past the last tier")
+    failsafe: bool = False
+    event_action: Literal["trigger", "acknowledge", "resolve"]
+    sequence: int = Field(description="n-th request of this alert to this destination (re-pages count up)")
+    severity: Severity
+    alert: dict[str, Any] = Field(description="the alert.raised event as the contract defines it")
+    lifecycle: dict[str, Any] | None = Field(
+        default=None, description="the alert.acknowledged / alert.resolved event an acknowledge / resolve relays")
+
+
+class PageAttempted(OutboundEvent):
+    """One delivery attempt of a ``page.requested`` and its result (``occurred_at``: wall clock)."""
+
+    type: Literal["page.attempted"] = "page.attempted"
+    patient_id: str
+    page_event_id: str
+    alert_id: str
+    dedup_key: str
+    destination: str
+    event_action: Literal["trigger", "acknowledge", "resolve"]
+    attempt: int
+    delivered: bool
+    status_code: int | None = None
+    error: str | None = Field(default=None, description="the error class (timeout, refused, ...), never a body")
+
+
 # --- internal facts ---------------------------------------------------------------------------
 
 
@@ -148,8 +202,9 @@ OUTBOUND_MODELS: tuple[type[OutboundEvent], ...] = (
     AntibodyPersistence,
 )
 LIFECYCLE_MODELS = (AlertAcknowledged, AlertResolved)
+PAGER_MODELS: tuple[type[OutboundEvent], ...] = (AlertEscalated, PageRequested, PageAttempted)
 
-__all__ = [m.__name__ for m in OUTBOUND_MODELS + LIFECYCLE_MODELS] + ["EventTime"]
+__all__ = [m.__name__ for m in OUTBOUND_MODELS + LIFECYCLE_MODELS + PAGER_MODELS] + ["EventTime"]
 
 
 OutboundUnion = Annotated[

@@ -17,7 +17,7 @@ from faststream.nats import NatsBroker
 
 from schemas.export import event_type_of
 from schemas.inbound import INBOUND_MODELS
-from schemas.outbound import LIFECYCLE_MODELS, OUTBOUND_MODELS
+from schemas.outbound import LIFECYCLE_MODELS, OUTBOUND_MODELS, PAGER_MODELS
 
 from .runtime.names import Names
 
@@ -26,7 +26,7 @@ VERSION = "0.1.0"
 
 
 def _doc_broker(names: Names = Names()) -> NatsBroker:
-    broker = NatsBroker("nats://localhost:4222", description="JetStream: streams IM_IN, IM_ALERTS, IM_OUT, IM_DLQ")
+    broker = NatsBroker("nats://localhost:4222", description="JetStream: streams IM_IN, IM_ALERTS, IM_OUT, IM_DLQ, IM_AUDIT")
     for model in INBOUND_MODELS:
         event_type = event_type_of(model)
         patient = "_" if event_type == "clock.tick" else "{patient}"
@@ -49,6 +49,19 @@ def _doc_broker(names: Names = Names()) -> NatsBroker:
             f"{names.ns}.{kind}.{{patient}}.{event_type}",
             title=f"{event_type}",
             description=f"On stream {stream}. {(model.__doc__ or '').strip()}",
+            schema=model,
+        )
+    for model in PAGER_MODELS:  # the paging bridge (services/pager, docs/paging.md)
+        event_type = event_type_of(model)
+        if event_type.startswith("alert."):
+            subject, stream = f"{names.ns}.alert.{{patient}}.{event_type}", names.stream_alerts
+        else:
+            subject, stream = f"{names.ns}.audit.{{patient}}.{event_type}", names.stream_audit
+        broker.publisher(
+            subject,
+            title=f"{event_type}",
+            description=f"Published by the paging bridge on stream {stream} (and on {names.stream_audit}, the audit "
+                        f"trail that also mirrors every lifecycle event it applied). {(model.__doc__ or '').strip()}",
             schema=model,
         )
     broker.publisher(

@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--out", type=Path, help="write outputs here (default: standard output)")
     replay.add_argument("--profile", choices=[p.value for p in PolicyProfile])
     replay.add_argument("--online", action="store_true", help="send the log through NATS and the live services")
+    replay.add_argument("--pager", type=Path, metavar="ROUTES.toml",
+                        help="also run the paging bridge's core (re-pages, escalations, failsafe) on event time")
     replay.add_argument("--nats", help="NATS URL for --online (default: an embedded server)")
 
     schemas = sub.add_parser("schemas", help="the contract's JSON Schema and AsyncAPI documents")
@@ -50,8 +52,21 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--log", type=Path, help="another log to play instead of the bundled clinic day")
 
     service = sub.add_parser("service", help="run one service in the foreground (used by `up`)")
-    service.add_argument("name", choices=["monitor"])
+    service.add_argument("name", choices=["monitor", "pager", "gateway"])
     service.add_argument("--nats", help="NATS URL (default: $NATS_URL)")
+    service.add_argument("--routes", help="pager: the routing file (default: $INFUSION_MONITOR_PAGER_ROUTES)")
+
+    from ..gateway.cli import add_gateway_arguments, add_hl7_send_arguments
+
+    gateway = sub.add_parser("gateway", help="the HL7 v2 (MLLP) and FHIR R4 gateway in the foreground")
+    add_gateway_arguments(gateway)
+    hl7 = sub.add_parser("hl7", help="HL7 v2 tools")
+    hl7_sub = hl7.add_subparsers(dest="hl7_command", required=True)
+    add_hl7_send_arguments(hl7_sub.add_parser("send", help="send HL7 files over MLLP and print each ACK"))
+
+    alerts = sub.add_parser("alerts", help="recent alerts and their state (raised, delivered, acknowledged, ...)")
+    alerts.add_argument("--nats", help="NATS URL (default: $NATS_URL, else a running `up`)")
+    alerts.add_argument("--limit", type=int, default=20)
 
     dead = sub.add_parser("deadletter", help="inspect and re-drive dead letters")
     dead_sub = dead.add_subparsers(dest="deadletter_command", required=True)
@@ -97,6 +112,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .deadletter import run_deadletter
 
             return run_deadletter(args, settings)
+        case "gateway":
+            from ..gateway.cli import run_gateway_service
+            from .up import resolve_nats_url
+
+            return run_gateway_service(args, settings, resolve_nats_url(args, settings))
+        case "hl7":
+            from ..gateway.sender import run_hl7_send
+
+            return run_hl7_send(args.files, args.host, args.port)
+        case "alerts":
+            from ..pager.audit import run_alerts
+            from .up import resolve_nats_url
+
+            url = resolve_nats_url(args, settings)
+            if not url:
+                print("infusion-monitor alerts: no NATS URL (--nats, NATS_URL, or a running `up`)", file=sys.stderr)
+                return 2
+            return run_alerts(url, args.limit)
     return 2
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from argparse import Namespace
 
-from ..replay.offline import replay_file
+from ..replay.offline import replay_lines
 from ..runtime.settings import Settings
 
 
@@ -21,7 +21,12 @@ def run_replay(args: Namespace, settings: Settings) -> int:
 
             result = replay_online(stream, settings, until=args.until, nats_url=args.nats)
         else:
-            result = replay_file(stream, settings.monitor, until=args.until)
+            engine = None
+            if args.pager:
+                from ..pager import load_routes, pager_engine
+
+                engine = pager_engine(settings.monitor, load_routes(args.pager))
+            result = replay_lines(stream, settings.monitor, until=args.until, engine=engine)
     for report in result.reports:
         print(report, file=sys.stderr)
     out = args.out.open("w", encoding="utf-8", newline="\n") if args.out else sys.stdout

@@ -16,7 +16,7 @@ from ..runtime.embedded import EmbeddedNats
 from ..runtime.logs import configure, get_logger
 from ..runtime.settings import Settings
 
-SERVICES = ("monitor",)
+SERVICES = ("monitor", "pager")  # + "gateway" when a patient-key secret is configured
 RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10)
 
 
@@ -40,6 +40,21 @@ def run_service(args: Namespace, settings: Settings) -> int:
     if not url:
         print("infusion-monitor service: no NATS URL (--nats or NATS_URL)", file=sys.stderr)
         return 2
+    if args.name == "pager":
+        import dataclasses
+
+        from ..pager.app import PagerSettings, run_pager_service
+
+        pager = PagerSettings.load()
+        if args.routes:
+            pager = dataclasses.replace(pager, routes_path=args.routes)
+        return run_pager_service(url, settings, pager)
+    if args.name == "gateway":
+        from ..gateway.cli import run_gateway_service
+
+        for option in ("mllp_host", "mllp_port", "http_host", "http_port", "site_tz"):
+            setattr(args, option, getattr(args, option, None))
+        return run_gateway_service(args, settings, url)
     from ..worker.app import run_worker
 
     async def main() -> int:
@@ -59,10 +74,10 @@ def run_service(args: Namespace, settings: Settings) -> int:
 class Supervisor:
     """Keeps one child process per service running until told to stop."""
 
-    def __init__(self, url: str, env: dict[str, str], log) -> None:
+    def __init__(self, url: str, env: dict[str, str], log, services: list[str]) -> None:
         self.url, self.env, self.log = url, env, log
         self.children: dict[str, subprocess.Popen[bytes]] = {}
-        self.restarts: dict[str, int] = {name: 0 for name in SERVICES}
+        self.restarts: dict[str, int] = {name: 0 for name in services}
 
     def spawn(self, name: str) -> None:
         command = [sys.executable, "-m", "services.cli.main", "service", name, "--nats", self.url]
@@ -110,9 +125,14 @@ def run_up(args: Namespace, settings: Settings) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    supervisor = Supervisor(url, {**os.environ, "NATS_URL": url}, log)
+    services = list(SERVICES)
+    if os.environ.get("INFUSION_MONITOR_PATIENT_KEY_SECRET"):
+        services.append("gateway")
+    else:
+        log.info("gateway not started: set INFUSION_MONITOR_PATIENT_KEY_SECRET to run it")
+    supervisor = Supervisor(url, {**os.environ, "NATS_URL": url}, log, services)
     try:
-        for name in SERVICES:
+        for name in services:
             supervisor.spawn(name)
         print(f"infusion-monitor is up. NATS: {url}. Publish inbound events on im.in.<patient>.<type>; "
               "alerts arrive on im.alert.>. Ctrl-C stops.", flush=True)

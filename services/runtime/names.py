@@ -8,6 +8,7 @@
 | dead letters | ``{ns}.dlq.<service>`` | ``{NS}_DLQ`` |
 | audit trail of the paging bridge (lifecycle, page requests, delivery attempts) | ``{ns}.audit.<patient>.<type>`` | ``{NS}_AUDIT`` |
 | service state | KV bucket ``{ns}-state-<service>`` | |
+| the gateway's dead letters (raw HL7/FHIR: identifying, operators only) | ``{ns}.gwdlq.<feed>`` | ``{NS}_GW_DLQ`` |
 
 ``<patient>`` is the event's ``patient_id`` when it is a valid subject token, else a hash of it
 (``patient_token``). A replay through a shared server uses its own namespace, so it never
@@ -77,3 +78,12 @@ class Names:
 
     def state_bucket(self, service: str) -> str:
         return f"{self.ns}-state-{service}"
+
+    @property
+    def stream_gateway_dlq(self) -> str:
+        """The gateway's own dead letters: raw messages that hold names and MRNs."""
+        return f"{self.ns.upper()}_GW_DLQ"
+
+    def gateway_dlq(self, feed: str) -> str:
+        """``hl7`` or ``fhir``."""
+        return f"{self.ns}.gwdlq.{feed}"

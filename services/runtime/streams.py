@@ -67,6 +67,31 @@ async def ensure_streams(js: JetStreamContext, names: Names, policy: StreamPolic
             await js.add_stream(config)
 
 
+def gateway_stream_configs(names: Names, policy: StreamPolicy = StreamPolicy()) -> list[StreamConfig]:
+    """The gateway's dead-letter stream: raw HL7/FHIR with identity in it, kept apart from the
+    monitor's ``{NS}_DLQ`` so that it can be restricted to the gateway and operators."""
+    return [StreamConfig(
+        name=names.stream_gateway_dlq,
+        subjects=[f"{names.ns}.gwdlq.>"],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        max_age=policy.dlq_max_age_s,
+        duplicate_window=policy.dedup_window_s,
+        num_replicas=policy.replicas,
+    )]
+
+
+async def ensure_gateway_streams(js: JetStreamContext, names: Names, policy: StreamPolicy = StreamPolicy()) -> None:
+    """The product's streams plus the gateway's dead letters."""
+    await ensure_streams(js, names, policy)
+    for config in gateway_stream_configs(names, policy):
+        try:
+            await js.stream_info(config.name)
+            await js.update_stream(config)
+        except NotFoundError:
+            await js.add_stream(config)
+
+
 def worker_consumer(durable: str, filter_subject: str, max_ack_pending: int) -> ConsumerConfig:
     """The monitor's durable pull consumer: explicit acks, unlimited redelivery (bad input is
     dead-lettered by the worker itself, so nothing is ever dropped by the server), and room for

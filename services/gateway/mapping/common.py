@@ -34,6 +34,7 @@ _CHARSETS = {
     "8859/1": "latin-1", "8859/2": "iso8859-2", "8859/15": "iso8859-15", "WINDOWS-1252": "cp1252",
 }
 _MSH18 = re.compile(rb"^MSH(.)", re.DOTALL)
+_DTM = re.compile(r"^\d{4}(\d{2}(\d{2}(\d{2}(\d{2}(\d{2}(\.\d{1,4})?)?)?)?)?)?([+-]\d{4})?$")
 
 
 class MapError(Exception):
@@ -174,6 +175,8 @@ def parse_time(text: str, tz: tzinfo, where: tuple[str, str]) -> datetime | None
     text = text.strip()
     if not text:
         return None
+    if not _DTM.match(text):
+        raise MapError(where[0], where[1], "malformed timestamp", DATA_TYPE_ERROR)
     try:
         moment = hl7.parse_datetime(text)
     except (ValueError, TypeError, OverflowError) as exc:

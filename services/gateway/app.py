@@ -1,0 +1,251 @@
+"""The gateway shell: MLLP listener + FHIR HTTP endpoint -> pure core -> JetStream.
+
+Per HL7 message (serialised: one message at a time across all connections, so the pump state
+and the ACK order are simple):
+
+1. ``translate`` (pure) on a fork of the state: events, or a rejection;
+2. a rejection: the raw bytes go to the gateway's dead-letter stream (``{NS}_GW_DLQ``, reason
+   in headers), then ``AE``/``AR``;
+3. events: published on ``{ns}.in.<patient>.<type>`` with ``Nats-Msg-Id`` = ``event_id``, all
+   publish acks awaited; then the state changes are stored (KV, revision checks); then ``AA``.
+
+A failure to store closes the connection without an ACK (the sender retransmits; the same ids
+make the retransmission a no-op). A crash between storing and answering is the same case.
+The pump grace timer also runs on the wall clock (``tick_seconds``, see ``mapping/pump.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from faststream.nats import NatsBroker
+from nats.js import JetStreamContext
+
+from ..runtime.logs import get_logger, quiet_stdlib_logger
+from ..runtime.names import Names
+from ..runtime.settings import Settings, nats_servers
+from ..runtime.streams import ensure_gateway_streams
+from .config import GatewayConfig
+from .mapping import pump
+from .mapping.ack import build_ack, msh_fields
+from .mapping.book import Book
+from .mapping.common import Translation, iso
+from .mapping.fhir import FhirError, translate_fhir
+from .mapping.router import translate
+from .mllp import MllpServer
+from .store import GatewayStore
+
+SERVICE = "gateway"
+FAULT_EXIT_CODE = 75
+
+
+def _header_safe(text: str) -> str:
+    return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)[:500]
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, js: JetStreamContext, names: Names, store: GatewayStore,
+                 book: Book, log: Any) -> None:
+        self.config, self.js, self.names, self.store, self.book, self.log = config, js, names, store, book, log
+        self.lock = asyncio.Lock()
+        self.counts = {"AA": 0, "AE": 0, "AR": 0, "events": 0, "ignored": 0}
+
+    # -- HL7 ---------------------------------------------------------------------------------
+
+    async def handle_hl7(self, raw: bytes) -> bytes | None:
+        received = datetime.now(UTC)
+        async with self.lock:
+            work = self.book.fork()
+            result = translate(raw, self.config, work, received)
+            try:
+                if result.rejection is not None:
+                    await self._dead_letter("hl7", raw, result.rejection.ack, result.rejection.where(),
+                                            result.rejection.reason, result.control_id, result.sender)
+                else:
+                    await self._publish(result.events, result.control_id)
+                    if work.changes:
+                        await self.store.save(work.changes)
+                    work.commit()
+            except Exception as exc:
+                self.log.error("message not stored; no ACK (the sender retransmits)", control_id=result.control_id,
+                               sender=result.sender, error=type(exc).__name__)
+                raise
+        self._log(result)
+        if self.config.fault_exit_before_ack and self.config.fault_exit_before_ack == result.control_id:
+            self.log.warning("fault drill: exiting before the ACK", control_id=result.control_id)
+            os._exit(FAULT_EXIT_CODE)
+        return build_ack(result, msh_fields(raw), received.astimezone(self.config.tz))
+
+    async def handle_hl7_safely(self, raw: bytes) -> bytes | None:
+        try:
+            return await self.handle_hl7(raw)
+        except Exception:
+            return None  # close the connection without an ACK
+
+    def _log(self, result: Translation) -> None:
+        self.counts[result.ack_code] += 1
+        self.counts["events"] += len(result.events)
+        self.counts["ignored"] += result.ignored
+        fields: dict[str, Any] = {
+            "control_id": result.control_id, "sender": result.sender, "message_type": result.message_type,
+            "feed": result.feed, "ack": result.ack_code, "events": len(result.events), "ignored": result.ignored,
+            "patients": sorted({e["patient_id"] for e in result.events}),
+            "event_ids": [e["event_id"] for e in result.events],
+        }
+        if result.rejection is not None:
+            self.log.warning("hl7 message rejected", where=result.rejection.where(), reason=result.rejection.reason,
+                             **fields)
+        else:
+            self.log.info("hl7 message stored", **fields)
+
+    # -- FHIR --------------------------------------------------------------------------------
+
+    async def handle_fhir(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        received = datetime.now(UTC)
+        digest = hashlib.sha256(body).hexdigest()[:16]
+        async with self.lock:
+            try:
+                result = translate_fhir(body, self.config, received)
+            except FhirError as exc:
+                await self._dead_letter("fhir", body, str(exc.status), exc.path, exc.reason, digest, "fhir")
+                self.log.warning("fhir body rejected", body_digest=digest, path=exc.path, reason=exc.reason,
+                                 status=exc.status)
+                return exc.status, outcome("error", exc.code, exc.reason, exc.path)
+            await self._publish(result.events, digest)
+        self.log.info("fhir body stored", body_digest=digest, resource_type=result.resource_type,
+                      events=len(result.events), ignored=result.ignored,
+                      patients=sorted({e["patient_id"] for e in result.events}),
+                      event_ids=[e["event_id"] for e in result.events])
+        return 200, outcome("information", "informational",
+                            f"stored {len(result.events)} event(s); {result.ignored} resource(s) not needed")
+
+    # -- timers ------------------------------------------------------------------------------
+
+    async def tick(self, now: datetime) -> int:
+        async with self.lock:
+            work = self.book.fork()
+            events = pump.advance(work, self.config, now)
+            await self._publish(events, "tick")
+            if work.changes:
+                await self.store.save(work.changes)
+            work.commit()
+        for event in events:
+            self.log.info("pump stop decided on the wall clock", event_id=event["event_id"],
+                          patient=event["patient_id"], session_id=event["session_id"], at=event["occurred_at"])
+        return len(events)
+
+    # -- NATS --------------------------------------------------------------------------------
+
+    async def _publish(self, events: list[dict[str, Any]], control_id: str) -> None:
+        publishes = [
+            self.js.publish(self.names.inbound(e["type"], e["patient_id"]),
+                            json.dumps(e, separators=(",", ":")).encode(),
+                            headers={"Nats-Msg-Id": e["event_id"], "Im-Source": SERVICE,
+                                     "Im-Control-Id": _header_safe(control_id)})
+            for e in events
+        ]
+        await asyncio.gather(*publishes)
+
+    async def _dead_letter(self, feed: str, raw: bytes, kind: str, where: str, reason: str, control_id: str,
+                           sender: str) -> None:
+        headers = {
+            "Nats-Msg-Id": f"gwdlq:{feed}:{hashlib.sha256(raw).hexdigest()[:32]}",
+            "Im-Service": SERVICE, "Im-Kind": kind, "Im-Field": _header_safe(where),
+            "Im-Reason": _header_safe(reason), "Im-Control-Id": _header_safe(control_id),
+            "Im-Sender": _header_safe(sender), "Im-Received": iso(datetime.now(UTC)),
+        }
+        await self.js.publish(self.names.gateway_dlq(feed), raw, headers=headers)
+
+
+def outcome(severity: str, code: str, text: str, path: str = "") -> dict[str, Any]:
+    issue: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": text}
+    if path:
+        issue["expression"] = [path]
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+@dataclass
+class RunningGateway:
+    gateway: Gateway
+    mllp_port: int
+    http_port: int
+    failed: asyncio.Future[BaseException]
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+@asynccontextmanager
+async def run_gateway(settings: Settings, nats_url: str, gateway_config: GatewayConfig,
+                      names: Names = Names()) -> AsyncIterator[RunningGateway]:
+    """Connect, declare streams and the state bucket, load the state, then listen (MLLP and
+    HTTP). Yields once both ports accept connections."""
+    import uvicorn
+
+    from .fhir_app import make_app
+
+    del settings  # the gateway reads its own configuration; kept for the shells' common signature
+    log = get_logger(SERVICE)
+    config = gateway_config
+    broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), graceful_timeout=10.0)
+    failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+    async with broker:
+        js = broker.config.connection_state.stream
+        await ensure_gateway_streams(js, names)
+        store = await GatewayStore.open(js, names.state_bucket(SERVICE))
+        book = Book(await store.load())
+        gateway = Gateway(config, js, names, store, book, log)
+        mllp = MllpServer(gateway.handle_hl7_safely, config.max_message_bytes, config.idle_timeout_s, log)
+        mllp_port = await mllp.start(config.mllp_host, config.mllp_port)
+        sock = _bind(config.http_host, config.http_port)
+        http_port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(make_app(gateway, config.max_message_bytes), log_config=None,
+                                               access_log=False, lifespan="off"))
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        for _ in range(200):  # bounded: uvicorn starts in well under a second
+            if server.started or serving.done():
+                break
+            await asyncio.sleep(0.02)
+        if serving.done() and not server.started:
+            await serving  # raise its error
+
+        async def ticking() -> None:
+            while not failed.done():
+                await asyncio.sleep(config.tick_seconds)
+                try:
+                    await gateway.tick(datetime.now(UTC))
+                except Exception as exc:  # crash-only: stop for a clean restart
+                    log.critical("timer tick failed; stopping", error=type(exc).__name__)
+                    if not failed.done():
+                        failed.set_result(exc)
+
+        ticker = asyncio.create_task(ticking())
+        log.info("gateway listening", mllp_port=mllp_port, http_port=http_port, state_keys=len(book.base),
+                 site_timezone=config.site_timezone)
+        try:
+            yield RunningGateway(gateway, mllp_port, http_port, failed)
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await ticker
+            await mllp.stop()
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(serving, 10)
+            log.info("gateway stopping", **gateway.counts)

@@ -1,0 +1,81 @@
+"""Command-line pieces for the lead to wire into ``infusion-monitor`` (and ``python -m
+services.gateway``): the ``gateway`` service and ``hl7 send``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ..runtime.settings import Settings
+from .config import GatewayConfig, MissingSecret
+
+
+def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nats", help="NATS URL (default: $NATS_URL)")
+    parser.add_argument("--mllp-host", help="MLLP listen address (default 127.0.0.1)")
+    parser.add_argument("--mllp-port", type=int, help="MLLP port (default 2575)")
+    parser.add_argument("--http-host", help="FHIR HTTP listen address (default 127.0.0.1)")
+    parser.add_argument("--http-port", type=int, help="FHIR HTTP port (default 8088)")
+    parser.add_argument("--site-tz", help="time zone of HL7 times without an offset (default $INFUSION_MONITOR_SITE_TZ or UTC)")
+
+
+def add_hl7_send_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", type=Path, help="HL7 files (one or more messages each)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=2575)
+
+
+def load_config(args: argparse.Namespace) -> GatewayConfig:
+    return GatewayConfig.load(mllp_host=args.mllp_host, mllp_port=args.mllp_port, http_host=args.http_host,
+                              http_port=args.http_port, site_timezone=args.site_tz)
+
+
+def run_gateway_service(args: argparse.Namespace, settings: Settings, url: str | None = None) -> int:
+    """``infusion-monitor gateway`` / ``service gateway``: run until SIGINT/SIGTERM. Exit 0 on a
+    stop, 2 on bad configuration, 70 when the gateway failed (``up`` restarts it)."""
+    from ..runtime.logs import configure
+    from .app import run_gateway
+
+    configure(settings.log_format)
+    url = url or args.nats or settings.nats_url
+    if not url:
+        print("infusion-monitor gateway: no NATS URL (--nats or NATS_URL)", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args)
+    except (MissingSecret, ValidationError, ValueError) as exc:
+        print(f"infusion-monitor gateway: {exc}", file=sys.stderr)
+        return 2
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with run_gateway(settings, url, config) as running:
+            stopped = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait({stopped, running.failed}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            return 70 if running.failed in done else 0
+
+    return asyncio.run(main())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.gateway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_gateway_arguments(sub.add_parser("run", help="run the gateway"))
+    hl7 = sub.add_parser("send", help="send HL7 files over MLLP and print each ACK")
+    add_hl7_send_arguments(hl7)
+    args = parser.parse_args(argv)
+    if args.command == "send":
+        from .sender import run_hl7_send
+
+        return run_hl7_send(args.files, args.host, args.port)
+    return run_gateway_service(args, Settings.load())

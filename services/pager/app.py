@@ -1,0 +1,293 @@
+"""The bridge's live shell: two durable pull consumers -> PagerRunner -> HTTP -> KV -> ack.
+
+Run with ``infusion-monitor service pager`` (``up`` supervises it). Consumers, on the
+connection of a FastStream broker like the monitor worker (plain nats-py pull loops; see
+``services/worker/app.py`` for why not a FastStream subscriber):
+
+- ``pager`` on ``{NS}_ALERTS``, filter ``{ns}.alert.>`` (raised, acknowledged, resolved; its own
+  ``alert.escalated`` is skipped);
+- ``pager-sessions`` on ``{NS}_OUT``, filter ``{ns}.out.*.session.closed``.
+
+A new durable starts at the wall clock minus ``lookback_minutes`` (so a bridge deployed onto a
+400-day alert stream does not page its history); after that it keeps its position. The engine
+(``PagerCore`` only) keeps its state in the KV bucket ``{ns}-state-pager``. ``clock="wall"``:
+APScheduler moves the engine clock every ``tick_seconds`` (re-pages, escalations).
+The acknowledgement endpoint (``ack.py``) is served by uvicorn on ``ack_bind`` (``None``: off).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from faststream.nats import NatsBroker
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from schemas.outbound import AlertAcknowledged
+
+from ..engine.bus import Engine
+from ..runtime.logs import get_logger, quiet_stdlib_logger
+from ..runtime.names import Names
+from ..runtime.settings import Settings, nats_servers
+from ..runtime.streams import ensure_consumer, ensure_streams
+from ..worker.store import StateStore
+from .ack import ack_app
+from .core import PagerCore
+from .delivery import Deliverer
+from .routes import PagerRoutes
+from .runner import SERVICE, PagerRunner
+
+BATCH = 64
+DURABLE_ALERTS = "pager"
+DURABLE_SESSIONS = "pager-sessions"
+IDLE_WAIT_S = 1.0
+TOP_UP_WAIT_S = 0.002
+ACK_WAIT_S = 60.0  # long retries send in_progress() to keep their batch
+
+
+@dataclass(frozen=True)
+class PagerSettings:
+    """The bridge's own settings (environment variables, ``docs/paging.md``)."""
+
+    routes_path: str | None = None  # INFUSION_MONITOR_PAGER_ROUTES
+    ack_bind: str | None = "127.0.0.1:8089"  # INFUSION_MONITOR_PAGER_ACK_BIND ("off": none)
+    ack_token: str | None = None  # INFUSION_MONITOR_PAGER_ACK_TOKEN
+    pagerduty_webhook_secret: str | None = None  # INFUSION_MONITOR_PAGER_PD_WEBHOOK_SECRET
+    lookback_minutes: float = 60.0  # INFUSION_MONITOR_PAGER_LOOKBACK_MINUTES
+    ack_wait_s: float = ACK_WAIT_S  # INFUSION_MONITOR_PAGER_ACK_WAIT_S: redelivery after a crash
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # routing keys and tokens come from here
+
+    @classmethod
+    def load(cls, env: dict[str, str] | None = None) -> PagerSettings:
+        env = dict(os.environ if env is None else env)
+        bind = env.get("INFUSION_MONITOR_PAGER_ACK_BIND", "127.0.0.1:8089")
+        return cls(
+            routes_path=env.get("INFUSION_MONITOR_PAGER_ROUTES") or None,
+            ack_bind=None if bind.lower() in ("", "off", "none") else bind,
+            ack_token=env.get("INFUSION_MONITOR_PAGER_ACK_TOKEN") or None,
+            pagerduty_webhook_secret=env.get("INFUSION_MONITOR_PAGER_PD_WEBHOOK_SECRET") or None,
+            lookback_minutes=float(env.get("INFUSION_MONITOR_PAGER_LOOKBACK_MINUTES", "60")),
+            ack_wait_s=float(env.get("INFUSION_MONITOR_PAGER_ACK_WAIT_S", str(ACK_WAIT_S))),
+            env=env,
+        )
+
+
+@dataclass
+class RunningPager:
+    broker: NatsBroker
+    runner: PagerRunner
+    failed: asyncio.Future[BaseException]
+    ack_url: str | None
+
+
+class _Server(uvicorn.Server):
+    """uvicorn inside our loop: the service's own signal handling stays in charge."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _fail(failed: asyncio.Future[BaseException], exc: BaseException, log: Any, what: str) -> None:
+    log.critical(f"{what} failed; stopping for a clean restart", error=repr(exc))
+    if not failed.done():
+        failed.set_result(exc)
+
+
+def pager_consumer(durable: str, filter_subject: str, start: datetime, ack_wait: float = ACK_WAIT_S) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=durable,
+        filter_subject=filter_subject,
+        deliver_policy=DeliverPolicy.BY_START_TIME,
+        opt_start_time=start.isoformat().replace("+00:00", "Z"),
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait,
+        max_deliver=-1,
+        max_ack_pending=BATCH * 2,
+    )
+
+
+async def initial_cursor(js: Any, stream: str, durable: str) -> int:
+    """Where order checking starts when no cursor is stored (a new bridge): the consumer's ack
+    floor, or just before the first message its start position delivers (peeked with an
+    ephemeral consumer of the same filter and start), so the first batch is checked for gaps
+    like every other (a message of a crashed first batch comes back after newer ones)."""
+    info = await js.consumer_info(stream, durable)
+    if info.ack_floor is not None and info.ack_floor.stream_seq:
+        return info.ack_floor.stream_seq
+    config = info.config
+    last = (await js.stream_info(stream)).state.last_seq
+    sub = await js.pull_subscribe(config.filter_subject, durable=None, stream=stream, config=ConsumerConfig(
+        deliver_policy=config.deliver_policy, opt_start_time=config.opt_start_time,
+        opt_start_seq=config.opt_start_seq, ack_policy=AckPolicy.NONE, inactive_threshold=30.0))
+    try:
+        if not (await sub.consumer_info()).num_pending:
+            return last
+        try:
+            (msg,) = await sub.fetch(1, timeout=5.0)
+        except TimeoutError:
+            return last
+        return msg.metadata.sequence.stream - 1
+    finally:
+        await sub.unsubscribe()
+
+
+async def _consume(sub: Any, stream: str, runner: PagerRunner, failed: asyncio.Future[BaseException],
+                   log: Any) -> None:
+    while not failed.done():
+        try:
+            msgs = await sub.fetch(1, timeout=IDLE_WAIT_S)
+        except TimeoutError:
+            continue
+        try:
+            msgs += await sub.fetch(BATCH - 1, timeout=TOP_UP_WAIT_S)
+        except TimeoutError:
+            pass
+        try:
+            await runner.process(stream, msgs)
+        except Exception as exc:  # crash-only: memory may be ahead of storage
+            _fail(failed, exc, log, "batch")
+            return
+
+
+@asynccontextmanager
+async def run_pager(settings: Settings, nats_url: str, routes: PagerRoutes, names: Names = Names(),
+                    clock: str = "wall", *, pager: PagerSettings | None = None,
+                    tick_seconds: float | None = None,
+                    http_client: httpx.AsyncClient | None = None) -> AsyncIterator[RunningPager]:
+    """The bridge, running until the context exits. ``pager``: its settings (default: from the
+    environment); ``http_client``: for tests (default: a fresh client)."""
+    pager = pager or PagerSettings.load()
+    log = get_logger(SERVICE)
+    broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), graceful_timeout=10.0)
+    failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(broker)
+        client = http_client or await stack.enter_async_context(httpx.AsyncClient())
+        js = broker.config.connection_state.stream
+        await ensure_streams(js, names)
+        start = datetime.now(UTC) - timedelta(minutes=pager.lookback_minutes)
+        subjects = {names.stream_alerts: (DURABLE_ALERTS, f"{names.ns}.alert.>"),
+                    names.stream_out: (DURABLE_SESSIONS, f"{names.ns}.out.*.session.closed")}
+        for stream, (durable, subject) in subjects.items():
+            await ensure_consumer(js, stream, pager_consumer(durable, subject, start, pager.ack_wait_s))
+        store = await StateStore.open(js, names.state_bucket(SERVICE))
+        stored = await store.load()
+        clock_at = stored.meta.get("clock")
+        engine = Engine(settings.monitor, [PagerCore(routes)], stored.records,
+                        clock=datetime.fromisoformat(clock_at) if clock_at else None,
+                        timer_seq=int(stored.meta.get("timer_seq", 0)))
+        deliverer = Deliverer(routes, client, log, env=pager.env or None)
+        runner = PagerRunner(engine, js, names, store, deliverer, log, stored.meta)
+        for stream, (durable, _) in subjects.items():
+            if stream not in runner.cursors:
+                runner.cursors[stream] = await initial_cursor(js, stream, durable)
+        log.info("pager starting", patients=len(stored.records), clock=clock_at, clock_mode=clock,
+                 routes=[r.name for r in routes.routes], destinations=sorted(routes.destinations))
+
+        async def publish_ack(event: AlertAcknowledged) -> None:
+            await js.publish(names.outbound(event.type, event.patient_id),
+                             event.model_dump_json(exclude_none=True).encode(),
+                             headers={"Nats-Msg-Id": event.event_id})
+
+        server = server_task = None
+        ack_url = None
+        if pager.ack_bind:
+            host, _, port = pager.ack_bind.rpartition(":")
+            app = ack_app(runner.locate, publish_ack, token=pager.ack_token,
+                          pagerduty_secret=pager.pagerduty_webhook_secret,
+                          destinations=frozenset(routes.destinations), log=log)
+            server = _Server(uvicorn.Config(app, host=host or "127.0.0.1", port=int(port), log_level="warning",
+                                            lifespan="off", access_log=False))
+            server_task = asyncio.create_task(server.serve())
+            for _ in range(200):  # bounded: up to 10 s for the socket
+                if server.started or server_task.done():
+                    break
+                await asyncio.sleep(0.05)
+            if not server.started:
+                raise RuntimeError(f"acknowledgement endpoint could not listen on {pager.ack_bind}")
+            bound = server.servers[0].sockets[0].getsockname()
+            ack_url = f"http://{bound[0]}:{bound[1]}"
+            log.info("acknowledgement endpoint listening", url=ack_url)
+
+        scheduler = None
+        if clock == "wall":
+            scheduler = AsyncIOScheduler(timezone=UTC)
+
+            async def wall_tick() -> None:
+                if runner.lock.locked():
+                    return  # a batch is delivering: the next tick moves the clock
+                try:
+                    await runner.advance(datetime.now(UTC))
+                except Exception as exc:
+                    _fail(failed, exc, log, "timer advance")
+
+            scheduler.add_job(wall_tick, "interval", seconds=tick_seconds or settings.tick_seconds,
+                              max_instances=1, coalesce=True, next_run_time=datetime.now(UTC))
+            scheduler.start()
+        subs = []
+        tasks = []
+        for stream, (durable, _) in subjects.items():
+            sub = await js.pull_subscribe_bind(durable, stream)
+            subs.append(sub)
+            tasks.append(asyncio.create_task(_consume(sub, stream, runner, failed, log)))
+        try:
+            yield RunningPager(broker, runner, failed, ack_url)
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            for sub in subs:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+            if server is not None and server_task is not None:
+                server.should_exit = True
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(server_task, 10)
+            log.info("pager stopping", processed=runner.processed, delivered=runner.delivered)
+
+
+def run_pager_service(nats_url: str, settings: Settings, pager: PagerSettings | None = None) -> int:
+    """``infusion-monitor service pager``: the bridge in the foreground until SIGINT/SIGTERM.
+    Exit codes: 0 stopped, 70 failed (``up`` restarts it), 2 bad routes file."""
+    import signal
+
+    from pydantic import ValidationError
+
+    from .routes import load_routes, record_only
+
+    pager = pager or PagerSettings.load()
+    log = get_logger(SERVICE)
+    try:
+        routes = load_routes(pager.routes_path) if pager.routes_path else record_only()
+    except (OSError, ValueError, ValidationError) as exc:
+        log.critical("routes file not usable", path=pager.routes_path, error=str(exc))
+        return 2
+    if not pager.routes_path:
+        log.warning("no routes file (INFUSION_MONITOR_PAGER_ROUTES): alerts are recorded, not paged")
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with run_pager(settings, nats_url, routes, clock="wall", pager=pager) as running:
+            stopped = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait({stopped, running.failed}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            return 70 if running.failed in done else 0
+
+    return asyncio.run(main())
