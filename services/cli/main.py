@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     service.add_argument("name", choices=["monitor", "pager", "gateway"])
     service.add_argument("--nats", help="NATS URL (default: $NATS_URL)")
     service.add_argument("--routes", help="pager: the routing file (default: $INFUSION_MONITOR_PAGER_ROUTES)")
+    service.add_argument("--partition", help="monitor: this instance's share, i/N (default: $INFUSION_MONITOR_PARTITION)")
+    service.add_argument("--clock", choices=["wall", "event"], default=None,
+                         help="monitor: wall clock (live) or event time only (replays, fault drills)")
 
     from ..gateway.cli import add_gateway_arguments, add_hl7_send_arguments
 

@@ -56,13 +56,18 @@ def run_service(args: Namespace, settings: Settings) -> int:
             setattr(args, option, getattr(args, option, None))
         return run_gateway_service(args, settings, url)
     from ..worker.app import run_worker
+    from ..worker.partition import Partition
+
+    partition = Partition.parse(args.partition or os.environ.get("INFUSION_MONITOR_PARTITION"))
+    clock = args.clock or os.environ.get("INFUSION_MONITOR_CLOCK", "wall")
 
     async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with run_worker(settings, url, clock="wall", tick_seconds=settings.tick_seconds) as worker:
+        async with run_worker(settings, url, clock=clock, tick_seconds=settings.tick_seconds,
+                              partition=partition) as worker:
             stopped = asyncio.ensure_future(stop.wait())
             done, _ = await asyncio.wait({stopped, worker.failed}, return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()
@@ -80,7 +85,10 @@ class Supervisor:
         self.restarts: dict[str, int] = {name: 0 for name in services}
 
     def spawn(self, name: str) -> None:
-        command = [sys.executable, "-m", "services.cli.main", "service", name, "--nats", self.url]
+        service, _, part = name.partition("#")  # "monitor#1/3": instance 1 of 3
+        command = [sys.executable, "-m", "services.cli.main", "service", service, "--nats", self.url]
+        if part:
+            command += ["--partition", part]
         self.children[name] = subprocess.Popen(command, env=self.env)
         self.log.info("service started", name=name, pid=self.children[name].pid)
 
@@ -126,6 +134,10 @@ def run_up(args: Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     services = list(SERVICES)
+    instances = int(os.environ.get("INFUSION_MONITOR_MONITOR_INSTANCES", "1"))
+    if instances > 1:  # scale-out: every instance reads all, owns 1/N of the patients
+        at = services.index("monitor")
+        services[at:at + 1] = [f"monitor#{i}/{instances}" for i in range(instances)]
     if os.environ.get("INFUSION_MONITOR_PATIENT_KEY_SECRET"):
         services.append("gateway")
     else:

@@ -14,7 +14,7 @@ import json
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from schemas.base import Event, OutboundEvent
@@ -104,8 +104,12 @@ class Engine:
         clock: datetime | None = None,
         timer_seq: int = 0,
         unbounded_dedup: bool = False,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
+        """``owns``: for one of N instances, which patients are this instance's (every instance
+        still reads every event, so each keeps the exact stream time of a single engine)."""
         self.config = config
+        self.owns = owns
         self.cores = list(cores)
         self._by_name = {c.name: c for c in self.cores}
         self._routes: dict[str, list[Core]] = {}
@@ -137,15 +141,16 @@ class Engine:
         self._step = step = Step()
         when = event.occurred_at
         is_tick = event.type == "clock.tick"
+        if not is_tick and self.owns is not None and not self.owns(event.patient_id):  # type: ignore[attr-defined]
+            step.applied = False  # another partition's patient: only event time moves here
+            self._move_clock(when, inclusive=False)
+            return step
         record = None if is_tick else self._record(event.patient_id)  # type: ignore[attr-defined]
         if (record is not None and seq and seq <= record.last_seq) or self._is_duplicate(event, record, digest):
             step.applied = False  # a redelivery of an event already applied, or a duplicate id
             return step
         heap = self._heap
-        if self.clock is None or when >= self.clock:
-            if heap and heap[0][0] <= when:
-                self._fire_until(when, inclusive=is_tick and event.inclusive)  # type: ignore[attr-defined]
-            self.clock = when
+        self._move_clock(when, inclusive=is_tick and event.inclusive)  # type: ignore[attr-defined]
         if record is not None:
             if seq:
                 record.last_seq = seq
@@ -154,6 +159,13 @@ class Engine:
         if heap and heap[0][0] < self.clock:
             self._fire_until(self.clock, inclusive=False)  # timers set in the past by a late event
         return step
+
+    def _move_clock(self, when: datetime, inclusive: bool) -> None:
+        """Stream time: fire every timer due before ``when`` (at it too if inclusive), then move."""
+        if self.clock is None or when >= self.clock:
+            if self._heap and self._heap[0][0] <= when:
+                self._fire_until(when, inclusive=inclusive)
+            self.clock = when
 
     def advance(self, now: datetime, inclusive: bool = False) -> Step:
         """Move the clock to ``now`` (wall clock live, horizon in replay) and fire timers."""

@@ -59,12 +59,25 @@ def stream_configs(names: Names, policy: StreamPolicy = StreamPolicy()) -> list[
 
 
 async def ensure_streams(js: JetStreamContext, names: Names, policy: StreamPolicy = StreamPolicy()) -> None:
+    """Create missing streams; bring existing ones to the configured limits, keeping their
+    replica count (set by whoever provisioned them: every service calls this on start)."""
     for config in stream_configs(names, policy):
         try:
-            await js.stream_info(config.name)
-            await js.update_stream(config)
+            info = await js.stream_info(config.name)
         except NotFoundError:
             await js.add_stream(config)
+            continue
+        config.num_replicas = info.config.num_replicas
+        await js.update_stream(config)
+
+
+def policy_from_env(env: dict[str, str] | None = None) -> StreamPolicy:
+    """``INFUSION_MONITOR_REPLICAS``: replicas of the streams and KV buckets a service creates
+    (3 on the cluster of deploy/; 1 on a single server)."""
+    import os
+
+    env = dict(os.environ if env is None else env)
+    return StreamPolicy(replicas=int(env.get("INFUSION_MONITOR_REPLICAS", "1")))
 
 
 def gateway_stream_configs(names: Names, policy: StreamPolicy = StreamPolicy()) -> list[StreamConfig]:

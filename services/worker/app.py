@@ -32,7 +32,8 @@ from ..engine.cores import all_cores
 from ..runtime.logs import get_logger, quiet_stdlib_logger
 from ..runtime.names import Names
 from ..runtime.settings import Settings, nats_servers
-from ..runtime.streams import ensure_consumer, ensure_streams, worker_consumer
+from ..runtime.streams import ensure_consumer, ensure_streams, policy_from_env, worker_consumer
+from .partition import Partition
 from .runner import CHECKPOINT_MESSAGES, SERVICE, MonitorRunner
 from .store import StateStore
 
@@ -80,25 +81,30 @@ async def _consume(sub: Any, runner: MonitorRunner, failed: asyncio.Future[BaseE
 
 @asynccontextmanager
 async def run_worker(settings: Settings, nats_url: str, names: Names = Names(),
-                     clock: str = "wall", tick_seconds: float = 1.0) -> AsyncIterator[RunningWorker]:
-    log = get_logger(SERVICE)
+                     clock: str = "wall", tick_seconds: float = 1.0,
+                     partition: Partition = Partition()) -> AsyncIterator[RunningWorker]:
+    log = get_logger(SERVICE).bind(partition=f"{partition.index}/{partition.count}")
+    durable = DURABLE + partition.suffix
     broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), graceful_timeout=10.0)
     failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
     async with broker:
         js = broker.config.connection_state.stream
-        await ensure_streams(js, names)
-        consumer = worker_consumer(DURABLE, f"{names.ns}.in.>", MAX_UNACKED)
+        policy = policy_from_env()
+        await ensure_streams(js, names, policy)
+        consumer = worker_consumer(durable, f"{names.ns}.in.>", MAX_UNACKED)
         await ensure_consumer(js, names.stream_in, consumer)
-        store = await StateStore.open(js, names.state_bucket(SERVICE))
+        store = await StateStore.open(js, names.state_bucket(SERVICE + partition.suffix), policy.replicas)
         stored = await store.load()
         clock_at = stored.meta.get("clock")
         engine = Engine(
             settings.monitor, all_cores(), stored.records,
             clock=datetime.fromisoformat(clock_at) if clock_at else None,
             timer_seq=int(stored.meta.get("timer_seq", 0)),
+            owns=None if partition.single else partition.owns,
         )
         engine.tick_seen = dict(stored.meta.get("tick_seen", {}))
-        runner = MonitorRunner(engine, js, names, store, log, stored.meta, DURABLE)
+        runner = MonitorRunner(engine, js, names, store, log, stored.meta, durable,
+                               owns=None if partition.single else partition.owns)
         runner.on_failure = lambda exc: _fail(failed, exc, log, "checkpoint")
         caught_up = await runner.catch_up()
         log.info("monitor starting", patients=len(stored.records), clock=clock_at, clock_mode=clock,
@@ -116,7 +122,7 @@ async def run_worker(settings: Settings, nats_url: str, names: Names = Names(),
             scheduler.add_job(wall_tick, "interval", seconds=tick_seconds, max_instances=1,
                               coalesce=True, next_run_time=datetime.now(UTC))
             scheduler.start()
-        sub = await js.pull_subscribe_bind(DURABLE, names.stream_in)
+        sub = await js.pull_subscribe_bind(durable, names.stream_in)
         consuming = asyncio.create_task(_consume(sub, runner, failed, log))
         try:
             yield RunningWorker(broker, runner, failed)

@@ -72,6 +72,12 @@ class DeadLetter:
         }
 
 
+def _subject_patient(subject: str) -> str:
+    """The patient token of an inbound subject (``im.in.<patient>.<type>``)."""
+    parts = subject.split(".", 3)
+    return parts[2] if len(parts) > 2 else ""
+
+
 def _header_safe(text: str) -> str:
     return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)[:500]
 
@@ -87,9 +93,11 @@ class Inbound:
 
 class MonitorRunner:
     def __init__(self, engine: Engine, js: JetStreamContext, names: Names, store: StateStore,
-                 log: Any, meta: dict[str, Any] | None = None, durable: str = "monitor") -> None:
+                 log: Any, meta: dict[str, Any] | None = None, durable: str = "monitor",
+                 owns: Callable[[str], bool] | None = None) -> None:
         self.engine = engine
         self.durable = durable
+        self.owns = owns  # scale-out: dead-letter only this partition's unreadable messages
         self.js = js
         self.names = names
         self.store = store
@@ -174,6 +182,8 @@ class MonitorRunner:
             seq = msg.seq
             event = parse_inbound(msg.data)
             if isinstance(event, Rejection):
+                if self.owns is not None and not self.owns(_subject_patient(msg.subject)):
+                    continue  # another instance dead-letters it
                 dead.append(DeadLetter(msg.data, msg.subject, seq, event.reason, event.field, "rejected"))
                 self.log.warning("event rejected", seq=seq, field=event.field, reason=event.reason)
                 continue

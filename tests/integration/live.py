@@ -23,22 +23,28 @@ ROOT = Path(__file__).resolve().parents[2]
 class MonitorProcess:
     """``infusion-monitor service monitor`` in a child process (wall clock, like production)."""
 
-    def __init__(self, url: str, log_path: Path, env: dict[str, str] | None = None) -> None:
-        self.url, self.log_path, self.env = url, log_path, env or {}
+    def __init__(self, url: str, log_path: Path, env: dict[str, str] | None = None,
+                 args: list[str] | None = None) -> None:
+        self.url, self.log_path, self.env, self.args = url, log_path, env or {}, args or []
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> MonitorProcess:
         env = {**os.environ, "INFUSION_MONITOR_LOG_FORMAT": "json", **self.env}
         self.log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli.main", "service", "monitor", "--nats", self.url],
+            [sys.executable, "-m", "services.cli.main", "service", "monitor", "--nats", self.url, *self.args],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         return self
 
     def kill(self) -> None:
         assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
+        self.log.close()
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> int | None:
         if self.proc is None:
