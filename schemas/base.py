@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from datetime import UTC, date, datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 
 def format_time(value: datetime) -> str:
@@ -17,14 +19,37 @@ def format_time(value: datetime) -> str:
     return text + "Z"
 
 
-# Models are strict and validated from JSON: times and dates must be RFC 3339 text (strict JSON
-# mode refuses numbers such as epoch seconds), validated in pydantic-core without Python calls.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _rfc3339(value: object) -> object:
+    """Only RFC 3339 text: pydantic alone would also take epoch seconds, even as a string."""
+    if isinstance(value, datetime):  # built in code, not parsed
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError("expected an RFC 3339 timestamp with offset, e.g. 2025-03-03T10:00:00+01:00")
+    return value
+
+
+def _iso_date(value: object) -> object:
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        raise ValueError("expected a date as YYYY-MM-DD")
+    return value
+
+
+# Models are strict; times and dates must be RFC 3339 text. The shape check runs first and
+# refuses anything else (numbers, numeric strings), so the parse itself can be lax about text.
 EventTime = Annotated[
     AwareDatetime,
+    BeforeValidator(_rfc3339),
+    Field(strict=False),
     PlainSerializer(format_time, return_type=str, when_used="json"),
     Field(description="RFC 3339 timestamp with offset (event time)"),
 ]
-CalendarDate = Annotated[date, Field(description="calendar date, YYYY-MM-DD")]
+CalendarDate = Annotated[date, BeforeValidator(_iso_date), Field(strict=False, description="calendar date, YYYY-MM-DD")]
 EventId = Annotated[str, Field(min_length=1, max_length=256, description="globally unique id; the idempotency key (Nats-Msg-Id)")]
 PatientKey = Annotated[str, Field(min_length=1, max_length=128, description="pseudonymous patient key, never a name")]
 SessionId = Annotated[str, Field(min_length=1, max_length=128)]

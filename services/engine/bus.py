@@ -251,8 +251,8 @@ class Engine:
                 record.seen = blob[-DEDUP_MEMORY * _SEEN_RECORD:]
                 return False
         if earlier != digest:
-            self._step.notices.append(
-                Notice(event.event_id, "duplicate event_id with different content: dropped", "event_id"))
+            self._step.notices.append(Notice(
+                event.event_id, "duplicate event_id with different content: dropped", "event_id", keep=True))
         return True
 
     def _dispatch(self, record: PatientRecord, event: Any, event_id: str | None) -> None:

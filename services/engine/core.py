@@ -21,6 +21,7 @@ class Notice:
     reason: str
     field: str = ""
     rejected: bool = False  # True: the event (or a part of it) is bad input for the dead letters
+    keep: bool = False  # a warning whose input is kept in the dead letters too (a conflicting duplicate)
 
 
 @dataclass(slots=True)

@@ -49,7 +49,12 @@ def run_gateway_service(args: argparse.Namespace, settings: Settings, url: str |
         return 2
     try:
         config = load_config(args)
-    except (MissingSecret, ValidationError, ValueError) as exc:
+    except ValidationError as exc:  # never echo the input: it may be the patient-key secret
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}"
+                             for e in exc.errors(include_input=False, include_url=False))
+        print(f"infusion-monitor gateway: bad configuration: {problems}", file=sys.stderr)
+        return 2
+    except (MissingSecret, ValueError) as exc:
         print(f"infusion-monitor gateway: {exc}", file=sys.stderr)
         return 2
 

@@ -87,7 +87,8 @@ async def run_worker(settings: Settings, nats_url: str, names: Names = Names(),
     durable = DURABLE + partition.suffix
     broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), graceful_timeout=10.0)
     failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
-    async with broker:
+    await broker.connect()  # no FastStream subscribers here: we close the connection ourselves
+    try:
         js = broker.config.connection_state.stream
         policy = policy_from_env()
         await ensure_streams(js, names, policy)
@@ -138,3 +139,8 @@ async def run_worker(settings: Settings, nats_url: str, names: Names = Names(),
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
             log.info("monitor stopping", processed=runner.processed, gap_filled=runner.gap_filled)
+    finally:
+        # everything owed is written and acked (or left for redelivery): close rather than
+        # drain, which waits up to 30 s for pull deliveries still in flight
+        with contextlib.suppress(Exception):
+            await broker.connection.close()

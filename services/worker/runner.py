@@ -210,9 +210,10 @@ class MonitorRunner:
                 await self._checkpoint()
 
     def _notice(self, notice: Notice, msg: Inbound, seq: int, index: int, dead: list[DeadLetter]) -> None:
-        if notice.rejected:
-            dead.append(DeadLetter(msg.data, msg.subject, seq, notice.reason, notice.field, "rejected", index))
-            self.log.warning("event rejected", seq=seq, event_id=notice.event_id, field=notice.field, reason=notice.reason)
+        if notice.rejected or notice.keep:
+            kind = "rejected" if notice.rejected else "duplicate"
+            dead.append(DeadLetter(msg.data, msg.subject, seq, notice.reason, notice.field, kind, index))
+            self.log.warning(f"event {kind}", seq=seq, event_id=notice.event_id, field=notice.field, reason=notice.reason)
         else:
             self.log.info("warning", seq=seq, event_id=notice.event_id, field=notice.field, reason=notice.reason)
 

@@ -20,6 +20,8 @@ REJECTIONS = [
     ("missing event_id", {"type": "clock.tick", "occurred_at": "2025-03-03T10:00:00Z"}, "event_id"),
     ("time without offset", {**BASE, "type": "vitals.recorded", "occurred_at": "2025-03-03T10:00:00", "spo2_pct": 97}, "occurred_at"),
     ("epoch number as time", {**BASE, "type": "vitals.recorded", "occurred_at": 1740992400, "spo2_pct": 97}, "occurred_at"),
+    ("epoch seconds as a string (found by the fuzzer)", {**BASE, "type": "vitals.recorded", "occurred_at": "1741000000", "spo2_pct": 97}, "occurred_at"),
+    ("a date as a number string", {**BASE, "type": "patient.profile", "birth_date": "19900101"}, "birth_date"),
     ("missing patient_id", {"type": "infusion.started", "event_id": "e", "occurred_at": "2025-03-03T10:00:00Z", "session_id": "s"}, "patient_id"),
     ("patient_id a number", {**BASE, "patient_id": 7, "type": "infusion.started", "session_id": "s"}, "patient_id"),
     ("session_id missing on start", {**BASE, "type": "infusion.started"}, "session_id"),
