@@ -3,6 +3,7 @@
 
     python3 run.py demo     # the bundled clinic day through an embedded NATS server
     python3 run.py test     # the whole test suite (what CI runs)
+    python3 run.py bench    # the benchmarks (docs/performance.md), about ten minutes
 
 Creates ``.venv`` beside this file on first use and installs the project into it (again when
 ``pyproject.toml`` changes). Any other arguments are passed to ``infusion-monitor``:
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -42,10 +44,29 @@ def ensure_venv() -> None:
     STAMP.write_text(wanted)
 
 
+def ensure_browser() -> None:
+    """The board's browser tests drive Debian's Chromium (no browser download works here)."""
+    if Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists():
+        return
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        print("note: chromium and chromium-driver are not installed; the browser tests will skip "
+              "(as root on Debian: apt-get install -y chromium chromium-driver)", flush=True)
+        return
+    print("installing chromium and chromium-driver for the browser tests ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([apt, "update", "-qq"], check=True, env=env)
+    subprocess.run([apt, "install", "-y", "-qq", "chromium", "chromium-driver"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
 def main(argv: list[str]) -> int:
     ensure_venv()
     if argv[:1] == ["test"]:
+        ensure_browser()
         command = [str(BIN / "python"), "-m", "pytest", *argv[1:]]
+    elif argv[:1] == ["bench"]:
+        command = [str(BIN / "python"), "-m", "bench", *argv[1:]]
     else:
         command = [str(BIN / "infusion-monitor"), *(argv or ["--help"])]
     os.chdir(ROOT)

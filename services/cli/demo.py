@@ -44,6 +44,36 @@ def summary(result: ReplayResult) -> str:
     return "\n".join(lines)
 
 
+async def _with_board(lines: list[bytes], settings: Settings, pace, show, board: bool) -> ReplayResult:
+    """The replay through an embedded server, with the live board on the same namespace."""
+    import secrets
+    import tempfile
+    import uuid
+    import webbrowser
+
+    from ..board.auth import Authenticator, users_from_pairs
+    from ..board.config import BoardConfig
+    from ..board.service import start_board
+    from ..runtime.embedded import EmbeddedNats
+    from ..runtime.names import Names
+
+    if not board:
+        return await replay_online_async(lines, settings, None, None, pace=pace, on_output=show)
+    names = Names(ns=f"demo{uuid.uuid4().hex[:8]}")
+    password = secrets.token_urlsafe(9)
+    auth = Authenticator(users_from_pairs([("demo", "Demo nurse", password)]), secrets.token_bytes(32))
+    with tempfile.TemporaryDirectory(prefix="im-demo-") as tmp, EmbeddedNats(Path(tmp) / "nats") as server:
+        config = BoardConfig(bind="127.0.0.1:0", clock="event", secret=secrets.token_hex(16))
+        async with start_board(server.url, settings, config, names, auth=auth) as url:
+            print(f"The live board: {url}  (sign in as demo / {password})\n", flush=True)
+            try:
+                webbrowser.open(url)
+            except Exception:  # noqa: BLE001 - no browser on a server is fine
+                pass
+            return await replay_online_async(lines, settings, None, server.url, pace=pace, on_output=show,
+                                             names=names)
+
+
 def run_demo(args: Namespace, settings: Settings) -> int:
     configure("json", level=40)  # the demo's own output is the story; logs only on errors
     log_path = args.log or CLINIC_DAY
@@ -59,7 +89,7 @@ def run_demo(args: Namespace, settings: Settings) -> int:
             print(_alert_line(event), flush=True)
 
     pace = speedup_pacer(args.speedup) if args.speedup > 0 else None
-    result = asyncio.run(replay_online_async(lines, settings, None, None, pace=pace, on_output=show))
+    result = asyncio.run(_with_board(lines, settings, pace, show, board=not args.no_board))
     for event in result.sorted_outputs():  # anything the live view missed (core NATS is at-most-once)
         show(event)
     print(summary(result))

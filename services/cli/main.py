@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--online", action="store_true", help="send the log through NATS and the live services")
     replay.add_argument("--pager", type=Path, metavar="ROUTES.toml",
                         help="also run the paging bridge's core (re-pages, escalations, failsafe) on event time")
+    from ..board.config import add_board_at_argument
+
+    add_board_at_argument(replay, _timestamp)
     replay.add_argument("--nats", help="NATS URL for --online (default: an embedded server)")
 
     schemas = sub.add_parser("schemas", help="the contract's JSON Schema and AsyncAPI documents")
@@ -50,14 +53,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--speedup", type=float, default=3000.0,
                       help="event time runs this many times faster than real time (0: no pauses)")
     demo.add_argument("--log", type=Path, help="another log to play instead of the bundled clinic day")
+    demo.add_argument("--no-board", action="store_true", help="do not start the live board")
 
     service = sub.add_parser("service", help="run one service in the foreground (used by `up`)")
-    service.add_argument("name", choices=["monitor", "pager", "gateway"])
+    service.add_argument("name", choices=["monitor", "pager", "gateway", "board"])
     service.add_argument("--nats", help="NATS URL (default: $NATS_URL)")
     service.add_argument("--routes", help="pager: the routing file (default: $INFUSION_MONITOR_PAGER_ROUTES)")
     service.add_argument("--partition", help="monitor: this instance's share, i/N (default: $INFUSION_MONITOR_PARTITION)")
     service.add_argument("--clock", choices=["wall", "event"], default=None,
-                         help="monitor: wall clock (live) or event time only (replays, fault drills)")
+                         help="monitor, board: wall clock (live) or event time only (replays, fault drills)")
+    service.add_argument("--bind", help="board: host:port to serve on (default 127.0.0.1:8090; 'off': none)")
+    service.add_argument("--users", help="board: users file (TOML with scrypt hashes)")
+    service.add_argument("--lookback-hours", type=float, help="board: history read from the streams at start")
 
     from ..gateway.cli import add_gateway_arguments, add_hl7_send_arguments
 

@@ -16,6 +16,11 @@ def run_replay(args: Namespace, settings: Settings) -> int:
         print(f"infusion-monitor replay: cannot read {args.log}: {exc.strerror}", file=sys.stderr)
         return 1
     with stream:
+        if args.board_at is not None:
+            from ..board.replay import render_board_at
+
+            print(render_board_at(stream, settings.monitor, args.board_at), end="")
+            return 0
         if args.online:
             from ..replay.online import replay_online
 

@@ -16,7 +16,7 @@ from ..runtime.embedded import EmbeddedNats
 from ..runtime.logs import configure, get_logger
 from ..runtime.settings import Settings
 
-SERVICES = ("monitor", "pager")  # + "gateway" when a patient-key secret is configured
+SERVICES = ("monitor", "pager", "board")  # + "gateway" when a patient-key secret is configured
 RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10)
 
 
@@ -49,6 +49,11 @@ def run_service(args: Namespace, settings: Settings) -> int:
         if args.routes:
             pager = dataclasses.replace(pager, routes_path=args.routes)
         return run_pager_service(url, settings, pager)
+    if args.name == "board":
+        from ..board.config import BoardConfig, apply_board_arguments
+        from ..board.service import run_board_service
+
+        return run_board_service(url, settings, apply_board_arguments(BoardConfig.load(data_dir=settings.data_dir), args))
     if args.name == "gateway":
         from ..gateway.cli import run_gateway_service
 
@@ -86,7 +91,8 @@ class Supervisor:
 
     def spawn(self, name: str) -> None:
         service, _, part = name.partition("#")  # "monitor#1/3": instance 1 of 3
-        command = [sys.executable, "-m", "services.cli.main", "service", service, "--nats", self.url]
+        # the URL (it may carry credentials) goes in the environment, never on a command line
+        command = [sys.executable, "-m", "services.cli.main", "service", service]
         if part:
             command += ["--partition", part]
         self.children[name] = subprocess.Popen(command, env=self.env)

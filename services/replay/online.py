@@ -49,8 +49,9 @@ async def replay_online_async(
     pace: Callable[[datetime | None, datetime], Awaitable[None]] | None = None,
     on_output: OnOutput | None = None,
     timeout: float = 120.0,
+    names: Names | None = None,
 ) -> ReplayResult:
-    names = Names(ns=f"rp{uuid.uuid4().hex[:10]}")
+    names = names or Names(ns=f"rp{uuid.uuid4().hex[:10]}")
     with tempfile.TemporaryDirectory(prefix="im-replay-") as tmp:
         server = None
         if nats_url is None:

@@ -1,0 +1,234 @@
+"""The board's web app and sign-in without a network: scrypt hashes, signed cookies, CSRF, the
+SSO proxy mode, acknowledgement publishing the pager's ``alert.acknowledged`` (``via: board``, the
+user's name), the audit of every action, server-sent events, and no asset from elsewhere."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.board.app import board_app, sse_board_html
+from services.board.auth import (
+    COOKIE,
+    Authenticator,
+    hash_password,
+    load_users,
+    users_from_pairs,
+    verify_password,
+)
+from services.board.hub import BoardHub
+from services.board.projection import board_engine
+from services.engine.config import MonitorConfig
+from services.replay.offline import replay_lines
+from services.runtime.names import Names
+
+ROOT = Path(__file__).resolve().parents[2]
+AT = datetime.fromisoformat("2025-03-03T09:40:00+00:00")
+ORIGIN = {"origin": "http://board"}
+
+
+def _hub() -> BoardHub:
+    config = MonitorConfig()
+    engine = board_engine(config)
+    replay_lines((ROOT / "examples/clinic-day.jsonl").read_bytes().splitlines(), config, until=AT, engine=engine)
+    hub = BoardHub(config, engine=engine, wall=lambda: AT)
+    hub.ready = True
+    return hub
+
+
+@pytest.fixture
+def board():
+    published, audited = [], []
+
+    async def publish(event):
+        published.append(event)
+
+    async def audit(action, user, details):
+        audited.append((action, user, details))
+
+    hub = _hub()
+    auth = Authenticator(users_from_pairs([("anna", "Anna K., RN", "correct horse")]), b"s" * 32)
+    app = board_app(hub, auth, publish, audit, refresh_s=0.2)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://board")
+    return client, published, audited, hub, auth
+
+
+async def _login(client) -> str:
+    answer = await client.post("/login", data={"username": "anna", "password": "correct horse"}, headers=ORIGIN)
+    assert answer.status_code == 303 and COOKIE in answer.cookies
+    page = await client.get("/")
+    return re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
+
+
+def _critical_alert_id(html: str) -> str:
+    return re.search(r'data-alert="([^"]+)" data-severity="critical"', html).group(1)
+
+
+# -- passwords and cookies ---------------------------------------------------------------------
+
+def test_scrypt_hashes_are_salted_and_verified():
+    a, b = hash_password("pw"), hash_password("pw")
+    assert a != b and a.startswith("scrypt$16384$8$1$")
+    assert verify_password("pw", a) and not verify_password("PW", a)
+    for broken in ("", "plain", "scrypt$1$2", "md5$x$y$z$00$00"):
+        assert not verify_password("pw", broken)
+
+
+def test_users_file(tmp_path):
+    path = tmp_path / "users.toml"
+    path.write_text(f'[users.anna]\nname = "Anna K., RN"\npassword = "{hash_password("pw")}"\n')
+    users = load_users(path)
+    assert users["anna"].name == "Anna K., RN" and verify_password("pw", users["anna"].password)
+    path.write_text('[users.bob]\npassword = "plaintext"\n')
+    with pytest.raises(ValueError, match="users.bob.password"):
+        load_users(path)
+    path.write_text(f'[users."bad name"]\npassword = "{hash_password("pw")}"\n')
+    with pytest.raises(ValueError, match="user names"):
+        load_users(path)
+
+
+def test_cookie_is_signed_and_expires():
+    now = [1_000_000.0]
+    auth = Authenticator(users_from_pairs([("anna", "Anna", "pw")]), b"k" * 32, session_hours=1, clock=lambda: now[0])
+    cookie = auth.session_cookie(auth.users["anna"])
+    assert auth.user_from_cookie(cookie).username == "anna"
+    user, expires, sig = cookie.split(".")
+    assert auth.user_from_cookie(f"{user}.{int(expires) + 9999}.{sig}") is None  # tampered
+    assert Authenticator(auth.users, b"x" * 32).user_from_cookie(cookie) is None  # another key
+    now[0] += 3601
+    assert auth.user_from_cookie(cookie) is None  # expired
+
+
+def test_repeated_failures_lock_the_user_for_a_while():
+    now = [0.0]
+    auth = Authenticator(users_from_pairs([("anna", "Anna", "pw")]), b"k" * 32, clock=lambda: now[0])
+    for _ in range(5):
+        assert auth.check_password("anna", "wrong") is None
+    assert auth.check_password("anna", "pw") is None  # locked
+    now[0] += 15 * 60 + 1
+    assert auth.check_password("anna", "pw").username == "anna"
+
+
+def test_proxy_mode_trusts_the_header_only_from_the_proxy():
+    auth = Authenticator({}, b"k" * 32, trusted_header="X-Forwarded-User", trusted_proxies=("10.1.2.0/24",))
+    assert auth.identify({"x-forwarded-user": "nurse.k"}, {}, "10.1.2.7")[0].username == "nurse.k"
+    assert auth.identify({"x-forwarded-user": "nurse.k"}, {}, "127.0.0.1") is None  # around the proxy
+    assert auth.identify({}, {}, "10.1.2.7") is None
+    assert auth.identify({"x-forwarded-user": "bad name;"}, {}, "10.1.2.7") is None
+
+
+# -- the app -------------------------------------------------------------------------------------
+
+async def test_pages_need_a_sign_in(board):
+    client, _, audited, _, _ = board
+    for path in ("/", "/day", "/board/fragment", "/sessions/pk-91d2f7/ses-20250303-N04-1"):
+        answer = await client.get(path, headers={"accept": "text/html"})
+        assert answer.status_code == 303 and answer.headers["location"] == "/login", path
+    assert (await client.get("/events")).status_code == 401
+    assert (await client.post("/alerts/x/ack", headers=ORIGIN)).status_code == 401
+    bad = await client.post("/login", data={"username": "anna", "password": "nope"}, headers=ORIGIN)
+    assert bad.status_code == 401 and "Sign-in failed" in bad.text
+    assert audited == [("login_failed", "anna", {"locked": False})]
+    assert (await client.get("/healthz")).json()["ready"] is True
+
+
+async def test_acknowledge_publishes_the_pagers_fact_and_is_audited(board):
+    client, published, audited, _, _ = board
+    csrf = await _login(client)
+    page = await client.get("/")
+    alert_id = _critical_alert_id(page.text)
+    answer = await client.post(f"/alerts/{alert_id}/ack", headers={**ORIGIN, "x-csrf-token": csrf,
+                                                                   "accept": "application/json"})
+    assert answer.status_code == 202
+    (event,) = published
+    assert (event.type, event.alert_id, event.by, event.via.value) == ("alert.acknowledged", alert_id, "Anna K., RN", "board")
+    assert event.patient_id == "pk-91d2f7" and event.occurred_at == AT
+    assert Names().outbound(event.type, event.patient_id) == "im.alert.pk-91d2f7.alert.acknowledged"
+    actions = [a for a, _, _ in audited]
+    assert actions == ["login", "acknowledge"]
+    details = audited[1][2]
+    assert details["alert_id"] == alert_id and details["rule"] == "R7" and details["event_id"] == event.event_id
+    # the same user acknowledging again: the same deterministic event id (the stream drops the repeat)
+    again = await client.post(f"/alerts/{alert_id}/ack", data={"csrf": csrf}, headers=ORIGIN)
+    assert again.status_code == 303 and published[1].event_id == event.event_id
+
+
+async def test_acknowledge_needs_csrf_and_the_same_origin(board):
+    client, published, _, _, _ = board
+    csrf = await _login(client)
+    alert_id = _critical_alert_id((await client.get("/")).text)
+    assert (await client.post(f"/alerts/{alert_id}/ack", headers=ORIGIN)).status_code == 403
+    assert (await client.post(f"/alerts/{alert_id}/ack", data={"csrf": "forged"}, headers=ORIGIN)).status_code == 403
+    evil = {"origin": "http://evil.example", "x-csrf-token": csrf}
+    assert (await client.post(f"/alerts/{alert_id}/ack", headers=evil)).status_code == 403
+    assert (await client.post("/alerts/al-unknown/ack", headers={**ORIGIN, "x-csrf-token": csrf})).status_code == 404
+    assert published == []
+
+
+async def test_timeline_and_day_view_are_audited(board):
+    client, _, audited, _, _ = board
+    await _login(client)
+    timeline = await client.get("/sessions/pk-91d2f7/ses-20250303-N04-1")
+    assert timeline.status_code == 200 and "Events and alerts in order" in timeline.text
+    assert (await client.get("/sessions/pk-91d2f7/nope")).status_code == 404
+    day = await client.get("/day?date=2025-03-03")
+    assert day.status_code == 200 and "pump-N04" in day.text and "site-south" in day.text
+    assert [(a, d) for a, _, d in audited[1:]] == [
+        ("timeline_open", {"patient_id": "pk-91d2f7", "session_id": "ses-20250303-N04-1"}),
+        ("day_view", {"date": "2025-03-03"})]
+
+
+async def test_events_stream_starts_with_the_board(board):
+    """(Following changes live is tested against the real service: tests/integration/test_board_*.)"""
+    client, _, _, hub, _ = board
+    await _login(client)
+    hub.close()  # the stream ends after its first message (a transport in memory buffers the body)
+    answer = await client.get("/events")
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    assert answer.text.startswith("retry: 1500")
+    html = sse_board_html(answer.text.split("event: board", 1)[1])
+    assert 'id="board-content"' in html and "pump-N04" in html and "{{csrf}}" not in html
+
+
+async def test_security_headers_and_no_asset_from_elsewhere(board):
+    client, *_ = board
+    await _login(client)
+    page = await client.get("/")
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert page.headers["cache-control"] == "no-store"
+    for asset in ("/static/board.css", "/static/board.js"):
+        assert (await client.get(asset)).status_code == 200
+    here = ROOT / "services" / "board"
+    for path in [*here.glob("templates/*.html"), *here.glob("static/*")]:
+        text = path.read_text()
+        assert not re.search(r"(src|href)=[\"']?(https?:)?//", text), path  # no CDN, no remote asset
+        assert not re.search(r"https?://", text), path  # not even in a comment
+
+
+async def test_proxy_mode_app(board):
+    _, published, audited, hub, _ = board
+
+    async def publish(event):
+        published.append(event)
+
+    async def audit(*a):
+        audited.append(a)
+
+    auth = Authenticator({}, b"s" * 32, trusted_header="X-Remote-User")
+    app = board_app(hub, auth, publish, audit)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 5000)), base_url="http://board")
+    page = await client.get("/", headers={"x-remote-user": "nurse.k"})
+    assert page.status_code == 200 and "nurse.k" in page.text and "Sign out" not in page.text
+    assert (await client.get("/login")).status_code == 404
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
+    alert_id = _critical_alert_id(page.text)
+    answer = await client.post(f"/alerts/{alert_id}/ack", headers={**ORIGIN, "x-remote-user": "nurse.k",
+                                                                   "x-csrf-token": csrf, "accept": "application/json"})
+    assert answer.status_code == 202 and published[-1].by == "nurse.k"
+    outsider = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("192.0.2.9", 5000)), base_url="http://board")
+    assert (await outsider.get("/", headers={"x-remote-user": "nurse.k", "accept": "text/html"})).status_code == 401
