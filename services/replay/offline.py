@@ -3,6 +3,8 @@ on event time, in one process. The byte-exact reference for everything else."""
 
 from __future__ import annotations
 
+import gc
+
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -59,7 +61,21 @@ def replay_lines(
     until: datetime | None = None,
     engine: Engine | None = None,
 ) -> ReplayResult:
-    """Replay raw lines (arrival order) and move the clock to the horizon at the end."""
+    """Replay raw lines (arrival order) and move the clock to the horizon at the end.
+
+    The cyclic garbage collector is paused meanwhile: replay builds millions of small acyclic
+    objects, and collecting rescans them all (measured: ~15 % of a 300k-event replay)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _replay(lines, config, until, engine)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _replay(lines: Iterable[bytes], config: MonitorConfig, until: datetime | None,
+            engine: Engine | None) -> ReplayResult:
     engine = engine or Engine(config, all_cores(), unbounded_dedup=True)
     result = ReplayResult()
     for number, raw in enumerate(lines, start=1):

@@ -46,8 +46,8 @@ from ..runtime.names import Names
 from .store import StateStore
 
 SERVICE = "monitor"
-CHECKPOINT_SECONDS = 0.5
-CHECKPOINT_MESSAGES = 4096
+CHECKPOINT_SECONDS = 2.0
+CHECKPOINT_MESSAGES = 16384
 
 
 @dataclass(frozen=True, slots=True)
