@@ -43,6 +43,7 @@ from ..engine.bus import content_digest
 from ..engine.ids import stable_id
 from ..pager.app import _Server
 from ..pager.wire import parse_wire, subject_type
+from ..runtime.shells import stop_consuming, stop_http
 from ..runtime.logs import get_logger, quiet_stdlib_logger
 from ..runtime.names import Names
 from ..runtime.settings import Settings, nats_servers
@@ -265,18 +266,8 @@ async def run_board(settings: Settings, nats_url: str, board_config: BoardConfig
             yield RunningBoard(hub, url, failed)
         finally:
             hub.close()
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            for sub in subs:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
-            if server is not None and server_task is not None:
-                server.should_exit = True
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(server_task, 10)
+            await stop_consuming(tasks, subs)
+            await stop_http(server, server_task)
             log.info("board stopping", applied=feeder.applied)
 
 

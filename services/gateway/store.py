@@ -9,9 +9,10 @@ import json
 from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
+
+from ..runtime.shells import open_bucket
 
 LOAD_CONCURRENCY = 32
 
@@ -23,12 +24,7 @@ class GatewayStore:
 
     @classmethod
     async def open(cls, js: JetStreamContext, bucket: str, replicas: int = 1) -> GatewayStore:
-        try:
-            kv = await js.key_value(bucket)
-        except (BucketNotFoundError, NotFoundError):
-            kv = await js.create_key_value(KeyValueConfig(
-                bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas))
-        return cls(kv)
+        return cls(await open_bucket(js, bucket, replicas))
 
     async def load(self) -> dict[str, dict[str, Any]]:
         try:

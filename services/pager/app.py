@@ -35,6 +35,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from schemas.outbound import AlertAcknowledged
 
 from ..engine.bus import Engine
+from ..runtime.shells import stop_consuming, stop_http
 from ..runtime.logs import get_logger, quiet_stdlib_logger
 from ..runtime.names import Names
 from ..runtime.settings import Settings, nats_servers
@@ -245,18 +246,8 @@ async def run_pager(settings: Settings, nats_url: str, routes: PagerRoutes, name
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            for sub in subs:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
-            if server is not None and server_task is not None:
-                server.should_exit = True
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(server_task, 10)
+            await stop_consuming(tasks, subs)
+            await stop_http(server, server_task)
             log.info("pager stopping", processed=runner.processed, delivered=runner.delivered)
 
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
+
+from ..runtime.shells import open_bucket
 
 from ..engine.bus import PatientRecord
 from .names_kv import META_KEY, patient_key
@@ -35,12 +36,7 @@ class StateStore:
 
     @classmethod
     async def open(cls, js: JetStreamContext, bucket: str, replicas: int = 1) -> StateStore:
-        try:
-            kv = await js.key_value(bucket)
-        except (BucketNotFoundError, NotFoundError):
-            kv = await js.create_key_value(KeyValueConfig(
-                bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas))
-        return cls(kv)
+        return cls(await open_bucket(js, bucket, replicas))
 
     async def load(self) -> StoredState:
         try:
