@@ -31,6 +31,7 @@ class AlertRaised(OutboundEvent):
     severity: Severity
     rule: Rule
     session_id: str | None = None
+    site_id: str | None = Field(default=None, description="the session's site (for routing pages by site)")
     summary: str
     action: str
     evidence: dict[str, Any]

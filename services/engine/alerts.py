@@ -23,6 +23,7 @@ def make_alert(
     action: str,
     evidence: dict[str, Any],
     session_id: str | None = None,
+    site_id: str | None = None,
     outside_window: bool = False,
     supersedes: str | None = None,
 ) -> AlertRaised:
@@ -40,6 +41,7 @@ def make_alert(
         severity=severity,
         rule=rule,
         session_id=session_id,
+        site_id=site_id,
         summary=summary,
         action=action,
         evidence=evidence,

@@ -137,7 +137,7 @@ class SessionMonitor:
         ):
             ctx.emit(make_alert(
                 patient_id=ctx.patient_id, at=t0, kind=finding.kind, severity=finding.severity,
-                rule=finding.rule, condition=finding.rule.value, session_id=session.session_id,
+                rule=finding.rule, condition=finding.rule.value, session_id=session.session_id, site_id=session.site_id,
                 summary=f"{finding.summary} ({finding.rule.value}, session {session.session_id})",
                 action=finding.action,
                 evidence={**finding.evidence, "infusion_number": number},
@@ -242,7 +242,7 @@ class SessionMonitor:
             evidence["systolic_fall_pct"] = round((base_sys - systolic) * 100 / base_sys, 1)
         alert = make_alert(
             patient_id=ctx.patient_id, at=at, kind=spec.kind, severity=spec.severity,
-            rule=spec.rule, condition=spec.rule.value, session_id=session.session_id,
+            rule=spec.rule, condition=spec.rule.value, session_id=session.session_id, site_id=session.site_id,
             summary=_reaction_summary(spec, session, values, session.symptoms),
             action=spec.action, evidence=evidence,
             outside_window=not is_inside(session, at),
@@ -279,7 +279,7 @@ class SessionMonitor:
         ctx.emit(make_alert(
             patient_id=ctx.patient_id, at=due, kind=AlertKind.MONITORING_NO_BASELINE,
             severity=Severity.MEDIUM, rule=Rule.R6, condition=Rule.R6.value,
-            session_id=session.session_id,
+            session_id=session.session_id, site_id=session.site_id,
             summary=f"No baseline vitals around the infusion start (R6, session {session.session_id})",
             action="Take a full set of vitals now; the reaction grading has no baseline for a relative fall.",
             evidence={"window_from": format_time(session.started_at - timedelta(minutes=cfg.baseline_lookback_minutes)),
@@ -293,7 +293,7 @@ class SessionMonitor:
         ctx.emit(make_alert(
             patient_id=ctx.patient_id, at=due, kind=AlertKind.MONITORING_NO_END,
             severity=Severity.MEDIUM, rule=Rule.M2, condition=Rule.M2.value,
-            session_id=session.session_id,
+            session_id=session.session_id, site_id=session.site_id,
             summary=f"No infusion end recorded {ctx.config.no_end_minutes} min after start (M2, session {session.session_id})",
             action="Check the pump and chart the infusion end; the window is timed from now until it is.",
             evidence={"minutes_since_start": minutes_between(due, session.started_at)},
@@ -320,7 +320,7 @@ class SessionMonitor:
         alert = make_alert(
             patient_id=ctx.patient_id, at=due, kind=AlertKind.MONITORING_GAP,
             severity=Severity.MEDIUM, rule=Rule.M1, condition=f"gap@{format_time(since)}",
-            session_id=session.session_id,
+            session_id=session.session_id, site_id=session.site_id,
             summary=f"No vitals for {minutes_between(due, since):g} min (M1, session {session.session_id})",
             action="Take and chart a full set of vitals now.",
             evidence={

@@ -96,3 +96,25 @@ def test_replay_with_paging_is_byte_identical_and_keeps_the_goldens():
     others = "".join(line + "\n" for line in text.splitlines() if json.loads(line)["type"] not in PAGER_TYPES)
     golden = (ROOT / "tests" / "replay" / "goldens" / "clinic-day.expected.jsonl").read_text()
     assert others == golden
+
+
+def test_session_alerts_carry_their_site_and_route_by_it():
+    """Routing by site end to end: a session alert names the site of its infusion.started, and
+    the shipped routes send medium alerts at site-north to that site's nurse station."""
+    from pathlib import Path
+
+    from services.engine.config import MonitorConfig
+    from services.pager import load_routes, pager_engine
+    from services.replay.offline import replay_lines
+
+    root = Path(__file__).resolve().parents[2]
+    lines = (root / "examples" / "clinic-day.jsonl").read_bytes().splitlines()
+    config = MonitorConfig()
+    result = replay_lines(lines, config, engine=pager_engine(config, load_routes(root / "deploy" / "pager-routes.toml")))
+    alerts = {e.alert_id: e for e in result.outputs if e.type == "alert.raised"}
+    pages = [(alerts[p.alert_id], p.destination) for p in result.outputs if p.type == "page.requested" and p.tier == 1]
+    medium = {(a.rule.value, a.site_id, dest) for a, dest in pages if a.severity.value == "medium"}
+    assert ("M1", "site-north", "nurse-station-north") in medium  # the site's own route
+    assert ("M1", "site-south", "nurse-station") in medium  # no route for the south: the catch-all
+    assert ("A4", None, "nurse-station") in medium  # an alert without a session has no site: the catch-all
+    assert all(dest == "nurse-station-north" for _, site, dest in medium if site == "site-north")
