@@ -20,24 +20,30 @@ from .up import resolve_nats_url
 
 async def _run(args: Namespace, url: str) -> int:
     names = Names()
+    gateway = getattr(args, "stream", "monitor") == "gateway"
+    stream = names.stream_gateway_dlq if gateway else names.stream_dlq
     nc = await nats.connect(servers=nats_servers(url))
     js = nc.jetstream()
     try:
+        if args.deadletter_command == "redrive" and gateway:
+            print("gateway dead letters are raw HL7/FHIR: fix the message and send it again through the "
+                  "gateway (infusion-monitor hl7 send FILE, or POST it to /fhir)", file=sys.stderr)
+            return 2
         if args.deadletter_command == "list":
-            info = await js.stream_info(names.stream_dlq)
+            info = await js.stream_info(stream)
             print(f"{'seq':>6}  {'stored (UTC)':<19}  {'kind':<8}  {'field':<22}  reason  [source]")
             first = max(1, info.state.first_seq) if info.state.messages else info.state.last_seq + 1
             for seq in range(first, info.state.last_seq + 1):
                 try:
-                    msg = await js.get_msg(names.stream_dlq, seq)
+                    msg = await js.get_msg(stream, seq)
                 except NotFoundError:
                     continue
                 h = msg.headers or {}
                 stored = msg.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if getattr(msg, "time", None) else ""
                 print(f"{seq:>6}  {stored:<19}  {h.get('Im-Kind', ''):<8}  {h.get('Im-Field', '') or '-':<22}  "
-                      f"{h.get('Im-Reason', '')}  [{h.get('Im-Source-Subject', '')}#{h.get('Im-Source-Seq', '')}]")
+                      f"{h.get('Im-Reason', '')}  [{_source(h)}]")
             return 0
-        msg = await js.get_msg(names.stream_dlq, args.seq)
+        msg = await js.get_msg(stream, args.seq)
         headers = msg.headers or {}
         if args.deadletter_command == "show":
             for key in sorted(headers):
@@ -54,6 +60,12 @@ async def _run(args: Namespace, url: str) -> int:
         return 0
     finally:
         await nc.close()
+
+
+def _source(headers: dict[str, str]) -> str:
+    if "Im-Control-Id" in headers:  # the gateway's: sender and message control id
+        return f"{headers.get('Im-Sender', '')} {headers.get('Im-Control-Id', '')}".strip()
+    return f"{headers.get('Im-Source-Subject', '')}#{headers.get('Im-Source-Seq', '')}"
 
 
 def run_deadletter(args: Namespace, settings: Settings) -> int:

@@ -83,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("list", "show", "redrive"):
         cmd = dead_sub.add_parser(name)
         cmd.add_argument("--nats", help="NATS URL (default: $NATS_URL)")
+        cmd.add_argument("--stream", choices=["monitor", "gateway"], default="monitor",
+                         help="the monitor's dead letters (default) or the gateway's raw HL7/FHIR ones")
         if name != "list":
             cmd.add_argument("seq", type=int, help="the dead letter's stream sequence")
         if name == "redrive":

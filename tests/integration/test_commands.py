@@ -120,3 +120,26 @@ async def _ready(js):
         return True
     except Exception:
         return False
+
+
+async def test_deadletter_lists_and_shows_the_gateways_raw_messages(nats_server):
+    from services.runtime.names import Names
+    from services.runtime.streams import ensure_gateway_streams
+
+    names = Names()
+    nc, js = await connect(nats_server.url)
+    try:
+        await ensure_gateway_streams(js, names)
+        raw = b"MSH|^~\\&|LAB|HOSP|MONSVC|HOSP|20250301101500||ORU^R01|LAB77|P|2.6\rPID|||MRN1^^^HOSP^MR"
+        await js.publish(names.gateway_dlq("hl7"), raw, headers={
+            "Im-Service": "gateway", "Im-Kind": "AE", "Im-Field": "OBR-7", "Im-Reason": "no collection time",
+            "Im-Control-Id": "LAB77", "Im-Sender": "LAB"})
+    finally:
+        await nc.close()
+    env = {"NATS_URL": nats_server.url}
+    listing = _cli("deadletter", "list", "--stream", "gateway", env=env)
+    assert listing.returncode == 0 and "no collection time" in listing.stdout and "LAB LAB77" in listing.stdout
+    shown = _cli("deadletter", "show", "1", "--stream", "gateway", env=env)
+    assert "Im-Field: OBR-7" in shown.stdout and "ORU^R01" in shown.stdout
+    refused = _cli("deadletter", "redrive", "1", "--stream", "gateway", env=env)
+    assert refused.returncode == 2 and "hl7 send" in refused.stderr
