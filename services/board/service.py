@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import uvicorn
 from faststream.nats import NatsBroker
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import TypeAdapter, ValidationError
@@ -41,9 +40,8 @@ from schemas.outbound import AlertAcknowledged, AlertEscalated, OutboundUnion
 
 from ..engine.bus import content_digest
 from ..engine.ids import stable_id
-from ..pager.app import _Server
 from ..pager.wire import parse_wire, subject_type
-from ..runtime.shells import stop_consuming, stop_http
+from ..runtime.shells import start_http, stop_consuming, stop_http
 from ..runtime.logs import get_logger, quiet_stdlib_logger
 from ..runtime.names import Names
 from ..runtime.settings import Settings, nats_servers
@@ -246,20 +244,9 @@ async def run_board(settings: Settings, nats_url: str, board_config: BoardConfig
         server = server_task = None
         url = None
         if board_config.bind:
-            host, _, port = board_config.bind.rpartition(":")
             app = board_app(hub, auth, publish_ack, make_auditor(js, names, log, hub),
                             refresh_s=board_config.sse_refresh_s, keepalive_s=board_config.sse_keepalive_s)
-            server = _Server(uvicorn.Config(app, host=host or "127.0.0.1", port=int(port), log_level="warning",
-                                            lifespan="off", access_log=False, timeout_graceful_shutdown=3))
-            server_task = asyncio.create_task(server.serve())
-            for _ in range(200):  # bounded: up to 10 s for the socket
-                if server.started or server_task.done():
-                    break
-                await asyncio.sleep(0.05)
-            if not server.started:
-                raise RuntimeError(f"board could not listen on {board_config.bind}")
-            bound = server.servers[0].sockets[0].getsockname()
-            url = f"http://{bound[0]}:{bound[1]}"
+            server, server_task, url = await start_http(app, board_config.bind, "board", timeout_graceful_shutdown=3)
             log.info("board listening", url=url)
         tasks = [asyncio.create_task(_follow(sub, feeder, failed, log)) for sub in subs]
         try:

@@ -20,14 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from faststream.nats import NatsBroker
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -35,7 +34,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from schemas.outbound import AlertAcknowledged
 
 from ..engine.bus import Engine
-from ..runtime.shells import stop_consuming, stop_http
+from ..runtime.shells import start_http, stop_consuming, stop_http
 from ..runtime.logs import get_logger, quiet_stdlib_logger
 from ..runtime.names import Names
 from ..runtime.settings import Settings, nats_servers
@@ -88,14 +87,6 @@ class RunningPager:
     runner: PagerRunner
     failed: asyncio.Future[BaseException]
     ack_url: str | None
-
-
-class _Server(uvicorn.Server):
-    """uvicorn inside our loop: the service's own signal handling stays in charge."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def _fail(failed: asyncio.Future[BaseException], exc: BaseException, log: Any, what: str) -> None:
@@ -203,21 +194,10 @@ async def run_pager(settings: Settings, nats_url: str, routes: PagerRoutes, name
         server = server_task = None
         ack_url = None
         if pager.ack_bind:
-            host, _, port = pager.ack_bind.rpartition(":")
             app = ack_app(runner.locate, publish_ack, token=pager.ack_token,
                           pagerduty_secret=pager.pagerduty_webhook_secret,
                           destinations=frozenset(routes.destinations), log=log)
-            server = _Server(uvicorn.Config(app, host=host or "127.0.0.1", port=int(port), log_level="warning",
-                                            lifespan="off", access_log=False))
-            server_task = asyncio.create_task(server.serve())
-            for _ in range(200):  # bounded: up to 10 s for the socket
-                if server.started or server_task.done():
-                    break
-                await asyncio.sleep(0.05)
-            if not server.started:
-                raise RuntimeError(f"acknowledgement endpoint could not listen on {pager.ack_bind}")
-            bound = server.servers[0].sockets[0].getsockname()
-            ack_url = f"http://{bound[0]}:{bound[1]}"
+            server, server_task, ack_url = await start_http(app, pager.ack_bind, "acknowledgement endpoint")
             log.info("acknowledgement endpoint listening", url=ack_url)
 
         scheduler = None

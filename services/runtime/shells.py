@@ -1,12 +1,14 @@
-"""Pieces every service shell repeats: opening its KV bucket, and an orderly stop of its
-consuming tasks, subscriptions and HTTP server."""
+"""Pieces every service shell repeats: opening its KV bucket, serving its HTTP app inside its
+own loop, and an orderly stop of its consuming tasks, subscriptions and HTTP server."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+import uvicorn
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
@@ -43,3 +45,28 @@ async def stop_http(server: Any | None, server_task: asyncio.Task[Any] | None, t
     server.should_exit = True
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await asyncio.wait_for(server_task, timeout)
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside the service's loop: the service's own signal handling stays in charge."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def start_http(app: Any, bind: str, what: str, **config: Any) -> tuple[Any, asyncio.Task[Any], str]:
+    """Serve an ASGI app on ``host:port`` (port 0: any free one) inside this loop; return the
+    server, its task and its URL once it listens (bounded: up to 10 s)."""
+    host, _, port = bind.rpartition(":")
+    server = _EmbeddedServer(uvicorn.Config(app, host=host or "127.0.0.1", port=int(port), log_level="warning",
+                                            lifespan="off", access_log=False, **config))
+    task = asyncio.create_task(server.serve())
+    for _ in range(200):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.05)
+    if not server.started:
+        raise RuntimeError(f"{what} could not listen on {bind}")
+    bound = server.servers[0].sockets[0].getsockname()
+    return server, task, f"http://{bound[0]}:{bound[1]}"
