@@ -281,12 +281,12 @@ def ev(type_: str, event_id: str, minutes_ago: float, patient: str = "pk-sec", *
     return {"type": type_, "event_id": event_id, "occurred_at": now_minus(minutes_ago), "patient_id": patient, **fields}
 
 
-async def _monitor_ready(secure: Secure) -> None:
+async def _monitor_ready(secure: Secure, durable: str = "monitor") -> None:
     operator = await secure.connect("operator")
 
     async def ready() -> bool:
         try:
-            await operator.js.consumer_info("IM_IN", "monitor")
+            await operator.js.consumer_info("IM_IN", durable)
             return True
         except Exception:
             return False
@@ -297,8 +297,8 @@ async def _monitor_ready(secure: Secure) -> None:
         await operator.close()
 
 
-async def _produce_r7(secure: Secure, patient: str, tag: str) -> None:
-    await _monitor_ready(secure)
+async def _produce_r7(secure: Secure, patient: str, tag: str, durable: str = "monitor") -> None:
+    await _monitor_ready(secure, durable)
     producer = await secure.connect("producer")
     try:
         js = producer.nc.jetstream(timeout=5.0)
@@ -518,3 +518,25 @@ async def test_mutual_tls_when_verify_is_on(tmp_path):
             await nc.close()
     finally:
         server.stop()
+
+
+async def test_a_partitioned_monitor_instance_runs_under_the_monitor_user(secure, tmp_path):
+    """docker-compose.yml runs monitor instances 0/3..2/3: their durables and state buckets are
+    allowed to the monitor user like the single instance's."""
+    from services.worker.partition import Partition
+
+    part = Partition(1, 3)
+    patient = next(f"pk-part{i}" for i in range(1000) if part.owns(f"pk-part{i}"))
+    instance = Service("monitor", secure, tmp_path / "monitor-p1.log", env={"INFUSION_MONITOR_PARTITION": "1/3"}).start()
+    operator = await secure.connect("operator")
+    try:
+        await _produce_r7(secure, patient, "p1", durable="monitor-p1of3")
+        alert = await wait_for(lambda: _stream_has(operator, "IM_ALERTS", lambda a: a.get("rule") == "R7"
+                                                   and a["patient_id"] == patient), timeout=30)
+        assert alert["session_id"] == "ses-p1"
+        assert instance.proc is not None and instance.proc.poll() is None, instance.log_path.read_text()[-3000:]
+        await operator.js.consumer_info("IM_IN", "monitor-p1of3")
+    finally:
+        await operator.close()
+        instance.stop()
+    assert "Permissions Violation" not in instance.log_path.read_text()
