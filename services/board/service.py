@@ -41,7 +41,7 @@ from schemas.outbound import AlertAcknowledged, AlertEscalated, OutboundUnion
 from ..engine.bus import content_digest
 from ..engine.ids import stable_id
 from ..pager.wire import parse_wire, subject_type
-from ..runtime.shells import start_http, stop_consuming, stop_http
+from ..runtime.shells import pull_batches, start_http, stop_consuming, stop_http
 from ..runtime.logs import get_logger, quiet_stdlib_logger
 from ..runtime.names import Names
 from ..runtime.settings import Settings, nats_servers
@@ -150,23 +150,13 @@ async def _read_history(sub: Any, last_seq: int) -> list[Any]:
 
 
 async def _follow(sub: Any, feeder: BoardFeeder, failed: asyncio.Future[BaseException], log: Any) -> None:
-    while not failed.done():
-        try:
-            msgs = await sub.fetch(1, timeout=IDLE_WAIT_S)
-        except TimeoutError:
-            continue
-        except Exception as exc:
-            log.critical("consumer failed; stopping for a clean restart", error=repr(exc))
-            if not failed.done():
-                failed.set_result(exc)
-            return
-        try:
-            msgs += await sub.fetch(FETCH - 1, timeout=TOP_UP_WAIT_S)
-        except TimeoutError:
-            pass
-        except Exception:
-            pass  # the next loop finds out
-        feeder.apply_batch(msgs)
+    try:
+        async for msgs in pull_batches(sub, FETCH, failed, log, idle_wait=IDLE_WAIT_S, top_up_wait=TOP_UP_WAIT_S):
+            feeder.apply_batch(msgs)
+    except Exception as exc:
+        log.critical("consumer failed; stopping for a clean restart", error=repr(exc))
+        if not failed.done():
+            failed.set_result(exc)
 
 
 def make_auditor(js: Any, names: Names, log: Any, hub: BoardHub) -> Any:

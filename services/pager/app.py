@@ -34,7 +34,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from schemas.outbound import AlertAcknowledged
 
 from ..engine.bus import Engine
-from ..runtime.shells import start_http, stop_consuming, stop_http
+from ..runtime.shells import pull_batches, start_http, stop_consuming, stop_http
 from ..runtime.logs import get_logger, quiet_stdlib_logger
 from ..runtime.names import Names
 from ..runtime.settings import Settings, nats_servers
@@ -135,20 +135,11 @@ async def initial_cursor(js: Any, stream: str, durable: str) -> int:
 
 async def _consume(sub: Any, stream: str, runner: PagerRunner, failed: asyncio.Future[BaseException],
                    log: Any) -> None:
-    while not failed.done():
-        try:
-            msgs = await sub.fetch(1, timeout=IDLE_WAIT_S)
-        except TimeoutError:
-            continue
-        try:
-            msgs += await sub.fetch(BATCH - 1, timeout=TOP_UP_WAIT_S)
-        except TimeoutError:
-            pass
-        try:
+    try:
+        async for msgs in pull_batches(sub, BATCH, failed, log, idle_wait=IDLE_WAIT_S, top_up_wait=TOP_UP_WAIT_S):
             await runner.process(stream, msgs)
-        except Exception as exc:  # crash-only: memory may be ahead of storage
-            _fail(failed, exc, log, "batch")
-            return
+    except Exception as exc:  # crash-only: memory may be ahead of storage
+        _fail(failed, exc, log, "consumer")
 
 
 @asynccontextmanager

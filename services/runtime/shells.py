@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import uvicorn
@@ -70,3 +71,37 @@ async def start_http(app: Any, bind: str, what: str, **config: Any) -> tuple[Any
         raise RuntimeError(f"{what} could not listen on {bind}")
     bound = server.servers[0].sockets[0].getsockname()
     return server, task, f"http://{bound[0]}:{bound[1]}"
+
+
+async def pull_batches(sub: Any, batch: int, stop: asyncio.Future[Any], log: Any, *,
+                       on_idle: Callable[[], Awaitable[None]] | None = None, idle_wait: float = 0.25,
+                       top_up_wait: float = 0.002, give_up_after: float = 30.0) -> AsyncIterator[list[Any]]:
+    """Batches from a JetStream pull subscription, until ``stop`` is done.
+
+    A fetch of one message blocks while the stream is idle (then ``on_idle`` runs), and whatever
+    else is ready joins it, up to ``batch``. A fetch that fails otherwise (a node failing over, a
+    reconnect) is retried every half second; after ``give_up_after`` seconds of nothing but errors
+    the last one is raised, so the service stops and is restarted instead of idling deaf."""
+    failing_since: float | None = None
+    while not stop.done():
+        try:
+            msgs = await sub.fetch(1, timeout=idle_wait)
+        except TimeoutError:
+            failing_since = None
+            if on_idle is not None:
+                await on_idle()
+            continue
+        except Exception as exc:  # noqa: BLE001 - every transport error is retried, bounded
+            now = time.monotonic()
+            failing_since = failing_since or now
+            if now - failing_since > give_up_after:
+                raise
+            log.warning("fetch failed; retrying", error=repr(exc))
+            await asyncio.sleep(0.5)
+            continue
+        failing_since = None
+        try:
+            msgs += await sub.fetch(batch - 1, timeout=top_up_wait)
+        except Exception:  # noqa: BLE001 - TimeoutError: nothing more ready; others: the next fetch retries
+            pass
+        yield msgs

@@ -32,6 +32,7 @@ from ..engine.cores import all_cores
 from ..runtime.logs import get_logger, quiet_stdlib_logger
 from ..runtime.names import Names
 from ..runtime.settings import Settings, nats_servers
+from ..runtime.shells import pull_batches
 from ..runtime.streams import ensure_consumer, ensure_streams, policy_from_env, worker_consumer
 from .partition import Partition
 from .runner import CHECKPOINT_MESSAGES, SERVICE, MonitorRunner
@@ -58,25 +59,12 @@ def _fail(failed: asyncio.Future[BaseException], exc: BaseException, log: Any, w
 
 
 async def _consume(sub: Any, runner: MonitorRunner, failed: asyncio.Future[BaseException], log: Any) -> None:
-    while not failed.done():
-        try:
-            msgs = await sub.fetch(1, timeout=IDLE_WAIT_S)
-        except TimeoutError:
-            try:
-                await runner.checkpoint()
-            except Exception as exc:
-                _fail(failed, exc, log, "checkpoint")
-                return
-            continue
-        try:
-            msgs += await sub.fetch(BATCH - 1, timeout=TOP_UP_WAIT_S)
-        except TimeoutError:
-            pass
-        try:
+    try:
+        async for msgs in pull_batches(sub, BATCH, failed, log, on_idle=runner.checkpoint, idle_wait=IDLE_WAIT_S,
+                                       top_up_wait=TOP_UP_WAIT_S):
             await runner.process(msgs)
-        except Exception as exc:  # crash-only: memory may be ahead of storage
-            _fail(failed, exc, log, "batch")
-            return
+    except Exception as exc:  # crash-only: memory may be ahead of storage
+        _fail(failed, exc, log, "consumer")
 
 
 @asynccontextmanager
