@@ -41,7 +41,7 @@ from schemas.outbound import AlertAcknowledged, AlertEscalated, OutboundUnion
 from ..engine.bus import content_digest
 from ..engine.ids import stable_id
 from ..pager.wire import parse_wire, subject_type
-from ..runtime.shells import pull_batches, start_http, stop_consuming, stop_http
+from ..runtime.shells import deliver_prefix, inbox_prefix, pull_batches, start_http, stop_consuming, stop_http
 from ..runtime.logs import get_logger, quiet_stdlib_logger
 from ..runtime.names import Names
 from ..runtime.settings import Settings, nats_servers
@@ -199,7 +199,7 @@ async def run_board(settings: Settings, nats_url: str, board_config: BoardConfig
     served on ``board_config.bind`` (``url`` in the result; ``None`` when the bind is off)."""
     log = get_logger(SERVICE)
     auth = auth or make_authenticator(board_config, log)
-    broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), graceful_timeout=5.0)
+    broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), inbox_prefix=inbox_prefix("board"), graceful_timeout=5.0)
     failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
     hub = BoardHub(settings.monitor, board_config.view, clock=board_config.clock)
     feeder = BoardFeeder(hub, names, log)
@@ -215,7 +215,8 @@ async def run_board(settings: Settings, nats_url: str, board_config: BoardConfig
         history: list[Any] = []
         for stream, subject in streams:
             last_seq = (await js.stream_info(stream)).state.last_seq
-            sub = await js.pull_subscribe(subject, durable=None, stream=stream, config=_consumer(subject, start))
+            sub = await js.pull_subscribe(subject, durable=None, stream=stream, config=_consumer(subject, start),
+                                          inbox_prefix=deliver_prefix("board"))
             subs.append(sub)
             history.extend(await _read_history(sub, last_seq))
         # the three streams in the order the server stored their messages (stable: per stream order kept)

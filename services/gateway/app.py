@@ -33,6 +33,7 @@ from nats.js import JetStreamContext
 
 from ..runtime.logs import get_logger, quiet_stdlib_logger
 from ..runtime.names import Names
+from ..runtime.shells import inbox_prefix
 from ..runtime.settings import Settings, nats_servers
 from ..runtime.streams import ensure_gateway_streams
 from .config import GatewayConfig
@@ -203,7 +204,7 @@ async def run_gateway(settings: Settings, nats_url: str, gateway_config: Gateway
     del settings  # the gateway reads its own configuration; kept for the shells' common signature
     log = get_logger(SERVICE)
     config = gateway_config
-    broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), graceful_timeout=10.0)
+    broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), inbox_prefix=inbox_prefix("gateway"), graceful_timeout=10.0)
     failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
     async with broker:
         js = broker.config.connection_state.stream

@@ -34,7 +34,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from schemas.outbound import AlertAcknowledged
 
 from ..engine.bus import Engine
-from ..runtime.shells import pull_batches, start_http, stop_consuming, stop_http
+from ..runtime.shells import deliver_prefix, inbox_prefix, pull_batches, start_http, stop_consuming, stop_http
 from ..runtime.logs import get_logger, quiet_stdlib_logger
 from ..runtime.names import Names
 from ..runtime.settings import Settings, nats_servers
@@ -118,7 +118,7 @@ async def initial_cursor(js: Any, stream: str, durable: str) -> int:
         return info.ack_floor.stream_seq
     config = info.config
     last = (await js.stream_info(stream)).state.last_seq
-    sub = await js.pull_subscribe(config.filter_subject, durable=None, stream=stream, config=ConsumerConfig(
+    sub = await js.pull_subscribe(config.filter_subject, durable=None, stream=stream, inbox_prefix=deliver_prefix("pager"), config=ConsumerConfig(
         deliver_policy=config.deliver_policy, opt_start_time=config.opt_start_time,
         opt_start_seq=config.opt_start_seq, ack_policy=AckPolicy.NONE, inactive_threshold=30.0))
     try:
@@ -151,7 +151,7 @@ async def run_pager(settings: Settings, nats_url: str, routes: PagerRoutes, name
     environment); ``http_client``: for tests (default: a fresh client)."""
     pager = pager or PagerSettings.load()
     log = get_logger(SERVICE)
-    broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), graceful_timeout=10.0)
+    broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), inbox_prefix=inbox_prefix("pager"), graceful_timeout=10.0)
     failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(broker)
@@ -209,7 +209,7 @@ async def run_pager(settings: Settings, nats_url: str, routes: PagerRoutes, name
         subs = []
         tasks = []
         for stream, (durable, _) in subjects.items():
-            sub = await js.pull_subscribe_bind(durable, stream)
+            sub = await js.pull_subscribe_bind(durable, stream, inbox_prefix=deliver_prefix("pager"))
             subs.append(sub)
             tasks.append(asyncio.create_task(_consume(sub, stream, runner, failed, log)))
         try:

@@ -105,3 +105,14 @@ async def pull_batches(sub: Any, batch: int, stop: asyncio.Future[Any], log: Any
         except Exception:  # noqa: BLE001 - TimeoutError: nothing more ready; others: the next fetch retries
             pass
         yield msgs
+
+
+def inbox_prefix(service: str) -> str:
+    """A service's own reply-subject prefix (``_INBOX_<service>``): with the per-service NATS
+    permissions of deploy/nats, no service can read another's replies (fetched messages, KV reads)."""
+    return f"_INBOX_{service}"
+
+
+def deliver_prefix(service: str) -> bytes:
+    """The same prefix for JetStream pull subscriptions' deliver subjects."""
+    return f"{inbox_prefix(service)}.".encode()

@@ -32,7 +32,7 @@ from ..engine.cores import all_cores
 from ..runtime.logs import get_logger, quiet_stdlib_logger
 from ..runtime.names import Names
 from ..runtime.settings import Settings, nats_servers
-from ..runtime.shells import pull_batches
+from ..runtime.shells import deliver_prefix, inbox_prefix, pull_batches
 from ..runtime.streams import ensure_consumer, ensure_streams, policy_from_env, worker_consumer
 from .partition import Partition
 from .runner import CHECKPOINT_MESSAGES, SERVICE, MonitorRunner
@@ -73,7 +73,7 @@ async def run_worker(settings: Settings, nats_url: str, names: Names = Names(),
                      partition: Partition = Partition()) -> AsyncIterator[RunningWorker]:
     log = get_logger(SERVICE).bind(partition=f"{partition.index}/{partition.count}")
     durable = DURABLE + partition.suffix
-    broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), graceful_timeout=10.0)
+    broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), inbox_prefix=inbox_prefix("monitor"), graceful_timeout=10.0)
     failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
     await broker.connect()  # no FastStream subscribers here: we close the connection ourselves
     try:
@@ -111,7 +111,7 @@ async def run_worker(settings: Settings, nats_url: str, names: Names = Names(),
             scheduler.add_job(wall_tick, "interval", seconds=tick_seconds, max_instances=1,
                               coalesce=True, next_run_time=datetime.now(UTC))
             scheduler.start()
-        sub = await js.pull_subscribe_bind(durable, names.stream_in)
+        sub = await js.pull_subscribe_bind(durable, names.stream_in, inbox_prefix=deliver_prefix("monitor"))
         consuming = asyncio.create_task(_consume(sub, runner, failed, log))
         try:
             yield RunningWorker(broker, runner, failed)

@@ -168,9 +168,14 @@ class Secure:
         return ctx
 
     async def connect(self, user: str) -> Client:
+        """Connect as ``user``; a service user with its service's own reply prefix, as the
+        service itself does (its permissions allow no other)."""
+        from services.runtime.shells import inbox_prefix
+
         client = Client()
+        prefix = inbox_prefix(user) if user in ("monitor", "pager", "gateway", "board") else "_INBOX"
         client.nc = await nats.connect(self.url(user), tls=self.tls(), error_cb=client.on_error,
-                                       allow_reconnect=False, connect_timeout=5)
+                                       allow_reconnect=False, connect_timeout=5, inbox_prefix=prefix)
         client.js = client.nc.jetstream(timeout=DENIED_WAIT_S)
         return client
 
@@ -518,6 +523,18 @@ async def test_mutual_tls_when_verify_is_on(tmp_path):
             await nc.close()
     finally:
         server.stop()
+
+
+async def test_a_service_cannot_read_another_services_replies(secure):
+    """Each service may subscribe to its own reply prefix only: the pager cannot listen to the
+    monitor's replies (its fetched inbound events, its KV reads)."""
+    pager = await secure.connect("pager")
+    try:
+        await pager.nc.subscribe("_INBOX_monitor.>")
+        await pager.nc.flush()
+        await pager.violation('subscription to "_INBOX_monitor.>"')
+    finally:
+        await pager.close()
 
 
 async def test_a_partitioned_monitor_instance_runs_under_the_monitor_user(secure, tmp_path):
