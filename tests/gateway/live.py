@@ -14,6 +14,7 @@ from pathlib import Path
 
 from services.runtime.embedded import free_port
 from tests.gateway.hl7msg import PCD01, PCD10, SECRET
+from tests.integration.live import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 PID = "PID|||{mrn}^^^HOSP^MR||{family}^{given}||19850412|F|||12 HIGH STREET^^SPRINGFIELD^^12345"
@@ -67,13 +68,7 @@ class GatewayProcess:
     def stop(self) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         if not self.log.closed:
             self.log.close()
         return self.proc.returncode

@@ -26,7 +26,7 @@ from services.pager.app import PagerSettings, run_pager
 from services.pager.audit import recent_alerts
 from services.runtime.settings import Settings
 from services.worker.app import run_worker
-from tests.integration.live import connect, now_minus, publish, stream_messages, wait_for
+from tests.integration.live import connect, now_minus, publish, stop_process, stream_messages, wait_for
 from tests.pager.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -207,13 +207,7 @@ class PagerProcess:
     def stop(self) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         self.log.close()
         return self.proc.returncode
 

@@ -29,7 +29,7 @@ import nats
 import pytest
 
 from services.runtime.embedded import EmbeddedNats, free_port, server_binary
-from tests.integration.live import now_minus
+from tests.integration.live import now_minus, stop_process, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -223,26 +223,9 @@ class Service:
     def stop(self) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process(self.proc)
         self.log.close()
         return self.proc.returncode
-
-
-async def wait_for(predicate, timeout: float = 20.0, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(every)
 
 
 # -- fixtures ------------------------------------------------------------------------------------
