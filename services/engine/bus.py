@@ -92,6 +92,12 @@ class _Ctx:
         self.record.timers.pop(_timer_key(self.core.name, kind, key), None)
         self.engine.dirty.add(self.record.patient_id)
 
+    def fire_due(self, before: datetime, key: str, kinds: frozenset[str]) -> None:
+        self.engine._fire_own(self.record, self.core, key, kinds, before)
+
+    def report(self, event_id: str, reason: str, payload: bytes, field: str = "") -> None:
+        self.engine._step.notices.append(Notice(event_id, reason, field, keep=True, payload=payload))
+
 
 class Engine:
     """Runs the cores over events and time. Deterministic: same inputs, same outputs."""
@@ -282,6 +288,20 @@ class Engine:
         record.timers[name] = timer
         self.dirty.add(record.patient_id)
         heapq.heappush(self._heap, (due, timer.seq, record.patient_id, name))
+
+    def _fire_own(self, record: PatientRecord, core: Core, key: str, kinds: frozenset[str], before: datetime) -> None:
+        """One core's timers of these kinds for one key due before ``before``, in due order, timers
+        they set included (their heap entries go stale and are skipped)."""
+        while True:
+            due_now = [(t.due, t.seq, name) for name, t in record.timers.items()
+                       if name[0] == core.name and name[2] == key and name[1] in kinds and t.due < before]
+            if not due_now:
+                return
+            due, _, name = min(due_now)
+            del record.timers[name]
+            ctx = _Ctx(self, record, core, None)
+            ctx.now = due
+            core.fire(self._slice(record, core), name[1], key, due, ctx)
 
     def _fire_until(self, now: datetime, inclusive: bool) -> None:
         heap = self._heap

@@ -22,6 +22,7 @@ class Notice:
     field: str = ""
     rejected: bool = False  # True: the event (or a part of it) is bad input for the dead letters
     keep: bool = False  # a warning whose input is kept in the dead letters too (a conflicting duplicate)
+    payload: bytes | None = None  # the input to keep, when it is not the message being handled (an expired pending reading)
 
 
 @dataclass(slots=True)
@@ -49,6 +50,14 @@ class Context(Protocol):
     def reject(self, reason: str, field: str = "") -> None: ...
     def set_timer(self, due: datetime, kind: str, key: str = "") -> None: ...
     def cancel_timer(self, kind: str, key: str = "") -> None: ...
+    def fire_due(self, before: datetime, key: str, kinds: frozenset[str]) -> None:
+        """Fire now, in due order, this core's timers of these kinds for ``key`` due before ``before`` (a late
+        start catching its session up: its timers fire between its pending readings)."""
+        ...
+    def report(self, event_id: str, reason: str, payload: bytes, field: str = "") -> None:
+        """A warning about an event handled earlier (no longer at hand), kept in the dead letters
+        with ``payload``: the event as the core still knows it."""
+        ...
 
 
 class Core(Protocol):

@@ -123,3 +123,35 @@ def test_record_with_an_untouched_slice_saves_again_after_reload():
     loaded = PatientRecord.from_json(engine.dump(record))
     loaded.slices["t"] = {"fired": []}  # as loaded: a core this run never called keeps its dict
     assert PatientRecord.from_json(engine.dump(loaded)).slices["t"] == {"fired": []}
+
+
+class CatchUpCore:
+    """On a ``ping`` with delay 0: fires its own timers for key "s" due before 10:30 now."""
+
+    name: ClassVar[str] = "c"
+    state_model: ClassVar[type] = Log
+    handles: ClassVar[frozenset[str]] = frozenset({"ping"})
+
+    def handle(self, st: Log, ev: Any, ctx: Any) -> None:
+        if ev.delay_min:
+            ctx.set_timer(ev.occurred_at + timedelta(minutes=ev.delay_min), "a" if ev.delay_min < 20 else "b", "s")
+            ctx.set_timer(ev.occurred_at + timedelta(minutes=1), "other", "s")
+        else:
+            ctx.fire_due(T + timedelta(minutes=30), "s", frozenset({"a", "b"}))
+
+    def fire(self, st: Log, kind: str, key: str, due: datetime, ctx: Any) -> None:
+        st.fired.append((kind, due, ctx.now))
+        if kind == "a" and due < T + timedelta(minutes=20):  # a timer that sets a later one of its kind
+            ctx.set_timer(due + timedelta(minutes=5), "a", "s")
+
+
+def test_fire_due_fires_a_cores_own_timers_of_a_key_in_due_order_before_a_time():
+    engine = Engine(MonitorConfig(), [CatchUpCore()])
+    engine.handle(_ping("p1", 0, delay=25))  # "b" at 10:25
+    engine.handle(_ping("p2", 0, delay=10))  # "a" at 10:10 (re-sets "a" at 10:15, 10:20); "other" at 10:01
+    engine.handle(_ping("p3", 0, delay=0))  # the clock is still 10:00: nothing due by the clock
+    fired = [(kind, due.strftime("%H:%M"), now.strftime("%H:%M")) for kind, due, now in engine.state_of("c", "p").fired]
+    # "other" is not of the kinds asked for; the "a" timers an "a" sets fire too, in due order
+    assert fired == [("a", "10:10", "10:10"), ("a", "10:15", "10:15"), ("a", "10:20", "10:20"),
+                     ("b", "10:25", "10:25")]
+    assert sorted(k for _, k, _ in engine.records["p"].timers) == ["other"]
