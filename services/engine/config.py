@@ -68,17 +68,16 @@ class MonitorConfig(BaseModel):
     persistence_min_days: int = 42  # R16: at least
     routine_pause_after_days: int = 84  # routine testing pauses: last infusion more than this
     overdue_after_days: int = 14  # S3
+    # pending readings (no started session claims them) are kept this long, in stream time;
+    # every reading stays a baseline candidate as long
+    pending_reading_hours: int = 24
+    reading_log_limit: int = 1440  # readings kept per patient at most (one a minute for 24 h)
     # bookkeeping (not clinical): how much history a patient keeps
-    baseline_memory_minutes: int = 45
     closed_session_memory_hours: int = 48
 
     @cached_property
     def tz(self) -> tzinfo:
         return ZoneInfo(self.site_timezone)
-
-    @cached_property
-    def baseline_memory(self) -> timedelta:
-        return timedelta(minutes=self.baseline_memory_minutes)
 
     @property
     def confirm_after_days(self) -> int:

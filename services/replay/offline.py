@@ -29,9 +29,11 @@ class LineReport:
     level: str  # "rejected" | "dropped" | "warning"
     field: str
     reason: str
+    event_id: str | None = None  # a report about an earlier event (an expired pending reading), not a line
 
     def __str__(self) -> str:
-        where = f"line {self.line}" if self.line is not None else "end of log"
+        where = f"line {self.line}" if self.line is not None else (
+            f"event {self.event_id}" if self.event_id else "end of log")
         what = f"{self.field}: {self.reason}" if self.field else self.reason
         return f"{where}: {self.level}: {what}"
 
@@ -52,6 +54,8 @@ class ReplayResult:
 
 
 def _notice_report(line: int | None, notice: Notice) -> LineReport:
+    if notice.payload is not None:  # about an event handled earlier (its line is not at hand)
+        return LineReport(None, "warning", notice.field, notice.reason, notice.event_id)
     return LineReport(line, "rejected" if notice.rejected else "warning", notice.field, notice.reason)
 
 

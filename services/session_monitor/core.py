@@ -7,6 +7,7 @@ missing end (M2), and closes when the reaction window ends (``session.closed``).
 
 from __future__ import annotations
 
+import json
 from bisect import insort
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -34,17 +35,19 @@ from ..engine.alerts import make_alert, minutes_between
 from ..engine.core import Context
 from ..engine.ids import stable_id
 from . import preinfusion
-from .baseline import baseline, in_baseline_range
+from .baseline import baseline, candidates
 from .hypersensitivity import grade, strongest, systolic_fall_exceeds, unremarkable
-from .state import AlertRef, PatientSessions, Profile, Reading, Session
+from .readings import Pending, Reading, pack_values, unpack_values
+from .state import AlertRef, PatientSessions, Profile, Session
 from .window import is_inside, observation_minutes, window_end
 
 OUTCOME_RULES = frozenset({Rule.R7, Rule.R8, Rule.R9, Rule.R10, Rule.R11, Rule.R12, Rule.R12B, Rule.R13, Rule.M1})
+CRITICAL_SIGNS = frozenset({Rule.R7, Rule.R8, Rule.R9})  # a pending reading meeting one is never dropped silently
+UNMATCHED_CRITICAL = "critical reading matched no infusion session"
 
-RECENT_READINGS = 2  # baseline candidates kept for a session that starts later (memory per patient)
-
-# timer kinds
-BASELINE, NO_END, GAP, CLOSE = "baseline", "no_end", "gap", "close"
+# timer kinds: per session (key: session id) and per pending critical reading (key: its serial)
+BASELINE, NO_END, GAP, CLOSE, UNMATCHED = "baseline", "no_end", "gap", "close", "unmatched"
+SESSION_TIMERS = frozenset({BASELINE, NO_END, GAP, CLOSE})
 
 
 class SessionMonitor:
@@ -72,15 +75,19 @@ class SessionMonitor:
                 if event.reason not in st.contraindications:
                     st.contraindications = sorted({*st.contraindications, event.reason}, key=lambda r: r.value)
             case "antibody.persistence":
-                st.persistent_antibodies = event.persistent
+                if event.persistent and not st.persistent_antibodies:  # since the confirming specimen
+                    st.persistent_antibodies, st.persistent_since = True, event.occurred_at
 
     def fire(self, st: PatientSessions, kind: str, key: str, due: datetime, ctx: Context) -> None:
+        if kind == UNMATCHED:
+            self._unmatched(st, int(key), ctx)
+            return
         session = st.sessions.get(key)
         if session is None:
             return
         match kind:
             case "baseline":
-                self._fix_baseline(session, due, ctx)
+                self._fix_baseline(st, session, due, ctx)
             case "no_end":
                 self._no_end(session, due, ctx)
             case "gap":
@@ -121,10 +128,6 @@ class SessionMonitor:
             site_id=ev.site_id,
             pump_id=ev.pump_id,
         )
-        session.candidates = [r for r in st.recent if in_baseline_range(r.at, t0, cfg)]
-        session.baseline = baseline(session.candidates, t0)
-        later = [r.at for r in st.recent if r.at >= t0]
-        session.last_reading_at = max(later) if later else None
         st.sessions[session.session_id] = session
 
         for finding in preinfusion.checks(
@@ -150,8 +153,27 @@ class SessionMonitor:
             ))
         ctx.set_timer(t0 + timedelta(minutes=cfg.baseline_fix_minutes), BASELINE, session.session_id)
         ctx.set_timer(t0 + timedelta(minutes=cfg.no_end_minutes), NO_END, session.session_id)
-        self._arm_gap(st, session, ctx)
+        self._arm_gap(st, session, t0, ctx)
+        self._catch_up(st, session, ctx)
         self._forget_old_sessions(st, ctx)
+
+    def _catch_up(self, st: PatientSessions, session: Session, ctx: Context) -> None:
+        """A start that arrives after its readings catches its session up: the pending readings
+        that belong to it are judged at once, in their order of arrival, each as it would have
+        been had the start arrived first: the session's own timers due before the stream time
+        at which the reading arrived fire before it."""
+        limit = timedelta(hours=ctx.config.session_match_hours)
+        t0 = session.started_at
+        claimed = [(reading, pending) for reading, pending in st.log.pending_readings()
+                   if pending.session_id == session.session_id
+                   or (pending.session_id is None and t0 <= reading.at < t0 + limit)]
+        # had the start arrived first, it would have come just before the first of them
+        session.known_from = claimed[0][0].serial if claimed else st.log.end
+        for reading, pending in claimed:
+            ctx.fire_due(reading.arrived, session.session_id, SESSION_TIMERS)
+            st.log.claim(reading.serial)
+            ctx.cancel_timer(UNMATCHED, str(reading.serial))
+            self._judge(st, session, reading.at, reading.values, pending.event_id, pending.symptoms, reading.serial, ctx)
 
     def _ended(self, st: PatientSessions, ev: InfusionEnded, ctx: Context) -> None:
         session = st.sessions.get(ev.session_id)
@@ -173,30 +195,69 @@ class SessionMonitor:
 
     def _vitals(self, st: PatientSessions, ev: VitalsRecorded, ctx: Context) -> None:
         cfg = ctx.config
-        at, values = ev.occurred_at, ev.readings()
         if ev.symptoms:
             for code in ev.symptoms:
                 if not is_known_symptom(code):
                     ctx.warn("unknown symptom code: kept, counted as non-allergic (R13)", "symptoms")
-        if values:
-            self._remember(st, Reading(at=at, values=values), cfg)
-            for open_session in st.sessions.values():
-                if not open_session.baseline_fixed and in_baseline_range(at, open_session.started_at, cfg):
-                    open_session.candidates = [*open_session.candidates, Reading(at=at, values=values)]
-                    open_session.baseline = baseline(open_session.candidates, open_session.started_at)
+        values = ev.readings()
         session = self._session_for(st, ev, cfg)
-        if session is None:
-            return  # only a baseline candidate
+        if session is None:  # pending, with what judging it needs when its session starts; a baseline candidate meanwhile
+            serial: int | None = st.log.append(ev.occurred_at, ctx.now, values, cfg.pending_reading_hours,
+                                               ev.event_id, ev.symptoms, ev.session_id)
+            if CRITICAL_SIGNS.intersection(grade(values, ev.symptoms, None, cfg)):
+                ctx.set_timer(ctx.now + timedelta(hours=cfg.pending_reading_hours), UNMATCHED, str(serial))
+        else:  # (a symptoms-only charting is no baseline candidate: not logged)
+            serial = st.log.append(ev.occurred_at, ctx.now, values, cfg.pending_reading_hours) if values else None
+        for old, pending in st.log.trim(cfg.reading_log_limit):
+            self._evicted(old, pending, ctx)
+        if session is not None:
+            self._judge(st, session, ev.occurred_at, values, ev.event_id, ev.symptoms, serial, ctx)
+
+    def _judge(self, st: PatientSessions, session: Session, at: datetime, values: dict[str, float], event_id: str,
+               symptoms: tuple[str, ...], serial: int | None, ctx: Context) -> None:
+        """One reading for its session: the gap count, symptoms, grading. ``serial``: its place
+        in the reading log (the baseline is judged as known when it arrived)."""
+        if at < session.started_at:
+            return  # names the session but was taken before t0: a baseline candidate only
         if values and (session.last_reading_at is None or at > session.last_reading_at):
             session.last_reading_at = at
-            if not session.closed and session.gap_due is None:
-                self._arm_gap(st, session, ctx)  # a pending gap timer re-arms itself lazily
-        for code in ev.symptoms:
+            if not session.closed:
+                self._arm_gap(st, session, at, ctx)
+        for code in symptoms:
             code = code.lower()
             if code not in session.symptoms:
                 session.symptoms = [*session.symptoms, code]
-        if session.symptoms or not unremarkable(values, session.baseline.get("systolic_mmhg"), cfg):
-            self._grade(st, session, ev, values, ctx)
+        if session.baseline_fixed:
+            base, base_sys = None, session.baseline_systolic
+        else:  # as known when this reading arrived: from the candidates that had arrived by then
+            base = baseline(candidates(st.log, session.started_at, ctx.config, upto=serial), session.started_at)
+            base_sys = base.get("systolic_mmhg")
+        if session.symptoms or not unremarkable(values, base_sys, ctx.config):
+            self._grade(st, session, at, event_id, values, unpack_values(session.baseline) if base is None else base, ctx)
+
+    def _unmatched(self, st: PatientSessions, serial: int, ctx: Context) -> None:
+        """A pending reading that meets R7, R8 or R9 and still belongs to no session when it
+        expires is reported, with the event, never dropped silently."""
+        found = st.log.pending_reading(serial)
+        if found is None:
+            return
+        st.log.claim(serial)
+        self._report(*found, f"{UNMATCHED_CRITICAL} within {ctx.config.pending_reading_hours} h", ctx)
+
+    def _evicted(self, reading: Reading, pending: Pending, ctx: Context) -> None:
+        """A pending reading pushed out of the log by its size limit before 24 h (a flood of
+        readings for one patient): reported with the event when it meets any of R7-R13 alone."""
+        ctx.cancel_timer(UNMATCHED, str(reading.serial))
+        if grade(reading.values, pending.symptoms, None, ctx.config):
+            self._report(reading, pending, f"pending reading dropped: more than {ctx.config.reading_log_limit} "
+                         "readings of this patient within 24 h", ctx)
+
+    def _report(self, reading: Reading, pending: Pending, reason: str, ctx: Context) -> None:
+        event = {"type": "vitals.recorded", "event_id": pending.event_id,
+                 "occurred_at": format_time(reading.at), "patient_id": ctx.patient_id,
+                 **({"session_id": pending.session_id} if pending.session_id else {}),
+                 **reading.values, **({"symptoms": list(pending.symptoms)} if pending.symptoms else {})}
+        ctx.report(pending.event_id, reason, json.dumps(event, separators=(",", ":")).encode(), "session_id")
 
     def _clear(self, st: PatientSessions, ev: HypersensitivityRuledOut | ContraindicationCleared, ctx: Context) -> None:
         if isinstance(ev, HypersensitivityRuledOut):
@@ -215,9 +276,10 @@ class SessionMonitor:
 
     # -- grading R7-R13 ---------------------------------------------------------------------
 
-    def _grade(self, st: PatientSessions, session: Session, ev: VitalsRecorded, values: dict[str, float], ctx: Context) -> None:
+    def _grade(self, st: PatientSessions, session: Session, at: datetime, event_id: str, values: dict[str, float],
+               base: dict[str, float], ctx: Context) -> None:
         cfg = ctx.config
-        base_sys = session.baseline.get("systolic_mmhg")
+        base_sys = base.get("systolic_mmhg")
         met = grade(values, session.symptoms, base_sys, cfg)
         if not met:
             return
@@ -225,14 +287,13 @@ class SessionMonitor:
         current = session.alerts.get(spec.kind.value)
         if current is not None and spec.rank <= tuple(current.rank):
             return  # a repeat or a milder reading never pages again
-        at = ev.occurred_at
         evidence: dict[str, Any] = {
             "rules_met": [r.value for r in met],
             "brown_grade": spec.grade.label,
-            "reading_event_id": ev.event_id,
+            "reading_event_id": event_id,
             "readings": values,
             "symptoms": list(session.symptoms),
-            "baseline": dict(session.baseline),
+            "baseline": dict(base),
             "minutes_since_start": minutes_between(at, session.started_at),
             "minutes_since_end": minutes_between(at, session.ended_at)
             if session.ended_at is not None and at >= session.ended_at else None,
@@ -268,14 +329,15 @@ class SessionMonitor:
 
     # -- timers -----------------------------------------------------------------------------
 
-    def _fix_baseline(self, session: Session, due: datetime, ctx: Context) -> None:
-        """R6 at t0 + 5 min: no vitals reading in [t0 - 30 min, t0 + 5 min]."""
-        session.baseline_fixed = True
-        had_reading = bool(session.candidates)
-        session.candidates = ()
-        if had_reading:
-            return
+    def _fix_baseline(self, st: PatientSessions, session: Session, due: datetime, ctx: Context) -> None:
+        """The baseline is fixed at t0 + 5 min from every candidate that had arrived by then;
+        R6: no vitals reading in [t0 - 30 min, t0 + 5 min]."""
         cfg = ctx.config
+        found = candidates(st.log, session.started_at, cfg, fixed_at=due, known_from=session.known_from)
+        fixed = baseline(found, session.started_at)
+        session.baseline_fixed, session.baseline, session.baseline_systolic = True, pack_values(fixed), fixed.get("systolic_mmhg")
+        if found:
+            return
         ctx.emit(make_alert(
             patient_id=ctx.patient_id, at=due, kind=AlertKind.MONITORING_NO_BASELINE,
             severity=Severity.MEDIUM, rule=Rule.R6, condition=Rule.R6.value,
@@ -310,9 +372,9 @@ class SessionMonitor:
         if session.closed:
             return
         since = max(session.started_at, session.last_reading_at or session.started_at)
-        expected = since + timedelta(minutes=self._gap_minutes(st, ctx))
-        if expected > due:
-            self._arm_gap(st, session, ctx)
+        limit = session.gap_limit
+        if since + timedelta(minutes=limit) > due:
+            self._arm_gap(st, session, since, ctx)
             return
         if session.window_end is not None and due >= session.window_end:
             return
@@ -325,8 +387,8 @@ class SessionMonitor:
             action="Take and chart a full set of vitals now.",
             evidence={
                 "last_reading_at": format_time(session.last_reading_at) if session.last_reading_at else None,
-                "gap_limit_minutes": self._gap_minutes(st, ctx),
-                "enhanced_monitoring": st.persistent_antibodies,
+                "gap_limit_minutes": limit,
+                "enhanced_monitoring": limit == ctx.config.gap_minutes_enhanced,
                 "minutes_since_start": minutes_between(due, session.started_at),
             },
         )
@@ -346,11 +408,12 @@ class SessionMonitor:
     # -- helpers ----------------------------------------------------------------------------
 
     def _session_for(self, st: PatientSessions, ev: VitalsRecorded, cfg: Any) -> Session | None:
-        """The session a reading belongs to, judged by the reading's own time."""
+        """The session a reading belongs to, judged by the reading's own time: the one it names
+        if that has started, else the latest that started at or before it, less than 24 h before;
+        ``None``: the reading is pending."""
         at = ev.occurred_at
         if ev.session_id is not None:
-            session = st.sessions.get(ev.session_id)
-            return session if session is not None and session.started_at <= at else None
+            return st.sessions.get(ev.session_id)
         limit = timedelta(hours=cfg.session_match_hours)
         matches = [s for s in st.sessions.values() if s.started_at <= at and at - s.started_at < limit]
         return max(matches, key=lambda s: s.started_at) if matches else None
@@ -360,31 +423,31 @@ class SessionMonitor:
         if session.window_end is not None:
             ctx.set_timer(session.window_end, CLOSE, session.session_id)
 
-    def _gap_minutes(self, st: PatientSessions, ctx: Context) -> int:
+    def _gap_minutes(self, st: PatientSessions, since: datetime, ctx: Context) -> int:
+        """M1's limit for a gap that starts at ``since``, as known when it starts: enhanced
+        (15 min) when persistent antibodies were established (the confirming specimen) before."""
         cfg = ctx.config
-        return cfg.gap_minutes_enhanced if st.persistent_antibodies else cfg.gap_minutes
+        enhanced = st.persistent_antibodies and (st.persistent_since is None or since > st.persistent_since)
+        return cfg.gap_minutes_enhanced if enhanced else cfg.gap_minutes
 
-    def _arm_gap(self, st: PatientSessions, session: Session, ctx: Context) -> None:
-        since = max(session.started_at, session.last_reading_at or session.started_at)
-        session.gap_due = since + timedelta(minutes=self._gap_minutes(st, ctx))
-        ctx.set_timer(session.gap_due, GAP, session.session_id)
+    def _arm_gap(self, st: PatientSessions, session: Session, since: datetime, ctx: Context) -> None:
+        """A gap starts at ``since`` (t0 or a reading) with its limit; a gap already running keeps
+        its own. The M1 timer is moved only when the new gap falls due sooner: a timer that fires
+        after a later reading re-arms itself then (``_gap``), which keeps the common reading path
+        free of timer work."""
+        if session.gap_due is not None and not st.persistent_antibodies and session.gap_limit == ctx.config.gap_minutes:
+            return  # the common case: same limit, a later start, a later due
+        session.gap_limit = self._gap_minutes(st, since, ctx)
+        due = since + timedelta(minutes=session.gap_limit)
+        if session.gap_due is None or due < session.gap_due:
+            session.gap_due = due
+            ctx.set_timer(due, GAP, session.session_id)
 
     def _count_for_outcome(self, session: Session, rule: Rule, kind: AlertKind, severity: Severity) -> None:
         if session.closed or rule not in OUTCOME_RULES:
             return
         if severity.rank > session.worst_rank:  # ties keep the earliest
             session.worst_rank, session.worst_kind = severity.rank, kind.value
-
-    def _remember(self, st: PatientSessions, reading: Reading, cfg: Any) -> None:
-        """Keep recent readings as baseline candidates for a session that starts later."""
-        recent = st.recent
-        if not recent or reading.at >= recent[-1].at:
-            recent.append(reading)
-        else:
-            insort(recent, reading, key=lambda r: r.at)
-        horizon = recent[-1].at - cfg.baseline_memory
-        while recent[0].at < horizon or len(recent) > RECENT_READINGS:
-            del recent[0]
 
     def _forget_old_sessions(self, st: PatientSessions, ctx: Context) -> None:
         horizon = ctx.now - timedelta(hours=ctx.config.closed_session_memory_hours)

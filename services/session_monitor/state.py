@@ -12,13 +12,7 @@ from datetime import date, datetime
 
 from schemas.vocab import ContraindicationReason, InfusionOutcome
 
-
-@dataclass(slots=True)
-class Reading:
-    """One vitals reading kept as a baseline candidate."""
-
-    at: datetime
-    values: dict[str, float]
+from .readings import Packed, ReadingLog
 
 
 @dataclass(slots=True)
@@ -55,11 +49,13 @@ class Session:
     outcome: InfusionOutcome | None = None
     window_end: datetime | None = None
     closed: bool = False
+    known_from: int = 0  # the reading log's serial when the session became known (for its baseline)
     baseline_fixed: bool = False
-    candidates: Sequence[Reading] = ()  # baseline candidates until fixed (a list while collecting)
-    baseline: dict[str, float] = field(default_factory=dict)
+    baseline: Packed = b""  # fixed at t0 + 5 min, packed (``readings.pack_values``); before: from the log
+    baseline_systolic: float | None = None  # the fixed baseline's systolic, for R7 on every reading
     last_reading_at: datetime | None = None
     gap_due: datetime | None = None  # the pending M1 timer (re-armed lazily when it fires)
+    gap_limit: int = 30  # minutes: the running gap's M1 limit, decided when it started
     symptoms: Sequence[str] = ()  # accumulated from t0 on, lower case, in charting order
     alerts: Mapping[str, AlertRef] = field(default_factory=lambda: _NO_ALERTS)  # kind -> current alert
     gap_count: int = 0
@@ -77,5 +73,6 @@ class PatientSessions:
     starts: list[datetime] = field(default_factory=list)  # every infusion.started on record, sorted
     had_reaction: bool = False  # any R7-R13 alert on record (observation rule)
     persistent_antibodies: bool = False  # R16 fact from the lab side (P5, enhanced M1)
-    recent: list[Reading] = field(default_factory=list)  # baseline candidates for a session to come
+    persistent_since: datetime | None = None  # the confirming specimen: gaps that start later are enhanced
+    log: ReadingLog = field(default_factory=ReadingLog)  # readings of the last 24 h, in arrival order
     sessions: dict[str, Session] = field(default_factory=dict)
