@@ -27,7 +27,9 @@ messages from the stream first (gap fill); their later redelivery is skipped and
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,12 +59,13 @@ class DeadLetter:
     seq: int
     reason: str
     field: str
-    kind: str  # "rejected": the whole event; "dropped": a reading, the rest was processed
+    kind: str  # "rejected": the whole event; "dropped": a reading, the rest was processed; "duplicate", "unmatched"
     index: int = 0
+    msg_id: str | None = None  # default: from the source sequence and index
 
     def headers(self, service: str) -> dict[str, str]:
         return {
-            "Nats-Msg-Id": f"dlq:{service}:{self.seq}:{self.index}",
+            "Nats-Msg-Id": self.msg_id or f"dlq:{service}:{self.seq}:{self.index}",
             "Im-Service": service,
             "Im-Kind": self.kind,
             "Im-Field": _header_safe(self.field),
@@ -107,6 +110,7 @@ class MonitorRunner:
         self.lock = asyncio.Lock()
         self.processed = 0
         self.gap_filled = 0
+        self.counts: Counter[str] = Counter()  # notices by kind: rejected, duplicate, unmatched
         self.broken = False
         self.unacked: list[Msg] = []
         self.last_checkpoint = time.monotonic()
@@ -204,14 +208,28 @@ class MonitorRunner:
             if self.broken:
                 return
             step = self.engine.advance(now, inclusive)
-            if step.outputs:
-                await self._publish(step.outputs, [])
+            dead: list[DeadLetter] = []
+            for n, notice in enumerate(step.notices, start=100):
+                self._notice(notice, None, 0, n, dead)
+            if step.outputs or dead:
+                await self._publish(step.outputs, dead)
             if self.engine.dirty and time.monotonic() - self.last_checkpoint >= CHECKPOINT_SECONDS:
                 await self._checkpoint()
 
-    def _notice(self, notice: Notice, msg: Inbound, seq: int, index: int, dead: list[DeadLetter]) -> None:
+    def _notice(self, notice: Notice, msg: Inbound | None, seq: int, index: int, dead: list[DeadLetter]) -> None:
+        if notice.payload is not None:  # about an event handled earlier: kept as the core still knows it
+            self.counts["unmatched"] += 1
+            event = json.loads(notice.payload)
+            subject = self.names.inbound(event["type"], event.get("patient_id"))
+            dead.append(DeadLetter(notice.payload, subject, 0, notice.reason, notice.field, "unmatched",
+                                   msg_id=f"dlq:{SERVICE}:event:{notice.event_id}"))
+            self.log.warning("event kept in the dead letters", event_id=notice.event_id, field=notice.field,
+                             reason=notice.reason, count=self.counts["unmatched"])
+            return
+        assert msg is not None
         if notice.rejected or notice.keep:
             kind = "rejected" if notice.rejected else "duplicate"
+            self.counts[kind] += 1
             dead.append(DeadLetter(msg.data, msg.subject, seq, notice.reason, notice.field, kind, index))
             self.log.warning(f"event {kind}", seq=seq, event_id=notice.event_id, field=notice.field, reason=notice.reason)
         else:
