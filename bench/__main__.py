@@ -63,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
             per = figures["rss_bytes_per_session"]
             results.add(f"memory with {figures['open_sessions']:,} open sessions", f"{per / 1024:.2f} KB/session",
                         "<= 4 KB/session", per <= 4096, "growth of the resident set / open sessions, fresh process")
+            out = subprocess.run([sys.executable, "-m", "bench.memory_bench", str(args.sessions), "--pending"],
+                                 capture_output=True, text=True, check=True)
+            figures = json.loads(out.stdout)
+            per = figures["rss_bytes_per_patient"]
+            results.add(f"memory per patient with {figures['pending_per_patient']} pending readings", f"{per / 1024:.2f} KB/patient",
+                        "", None, f"{figures['patients_with_pending']:,} patients whose start has not arrived yet")
     print(results.table())
     print(f"\n(total {time.monotonic() - started:.0f} s)", file=sys.stderr)
     return 0
