@@ -83,7 +83,7 @@ class LabMonitor:
         elif code in codes.PLATELET_CODES:
             self._platelets(st, ev, code, value, ctx)
         else:
-            default = ctx.config.default_uln.get(code)
+            default = ctx.config.default_uln.get(code, ctx.config.default_uln.get(codes.DEFAULT_ULN_OF.get(code, code)))
             uln = high if high is not None else (_d(default) if default is not None else None)
             self._liver(st, ev, code, value, uln, ctx)
 
@@ -162,7 +162,7 @@ class LabMonitor:
                             f"{codes.NAMES[code]} {_ratio(value, uln)}x upper limit of normal (L5, {severity.value})",
                             "Clinician review of liver function; repeat ALT, AST, bilirubin and ALP.",
                             {**_evidence(ev, code, value, cfg), "uln": float(uln), "x_uln": _ratio(value, uln)})
-        if code in codes.TRANSAMINASES or code == codes.BILIRUBIN:
+        if code in codes.TRANSAMINASES or code in codes.BILIRUBIN_CODES:
             self._hys_law(st, ev, ctx)
 
     def _hys_law(self, st: LabPatient, ev: LabResulted, ctx: Context) -> None:
@@ -173,7 +173,7 @@ class LabMonitor:
         window = timedelta(hours=cfg.hys_law_window_hours)
         transaminase = [r for r in st.liver if r.code in codes.TRANSAMINASES
                         and _d(r.value) >= _d(cfg.hys_law_transaminase_x_uln) * _d(r.uln)]
-        bilirubin = [r for r in st.liver if r.code == codes.BILIRUBIN
+        bilirubin = [r for r in st.liver if r.code in codes.BILIRUBIN_CODES
                      and _d(r.value) > _d(cfg.hys_law_bilirubin_x_uln) * _d(r.uln)]
         pairs = [(t, b) for t in transaminase for b in bilirubin if abs(t.at - b.at) <= window
                  and ev.event_id in (t.event_id, b.event_id)]

@@ -23,6 +23,16 @@ CASES = [
      dict(code="731-0", value=4.0, unit="10*9/L", reference_high=4.0), []),
     ("L1 eosinophils in /uL against a /uL range", ON_TREATMENT,
      dict(code="711-2", value=700, unit="/uL", reference_high=500), [("L1", "info")]),
+    ("L1 generic lymphocyte count 26474-7, NIST-style 10*3/uL", ON_TREATMENT,
+     dict(code="26474-7", value=5.2, unit="10*3/uL", reference_high=4.8), [("L1", "info")]),
+    ("L1 generic monocyte count 26484-6", ON_TREATMENT,
+     dict(code="26484-6", value=1.3, unit="10*9/L", reference_high=1.0), [("L1", "info")]),
+    ("L1 generic eosinophil count 26449-9 in /uL", ON_TREATMENT,
+     dict(code="26449-9", value=600, unit="/uL", reference_high=450), [("L1", "info")]),
+    ("L1 generic basophil count 26444-0", ON_TREATMENT,
+     dict(code="26444-0", value=0.4, unit="10*3/uL", reference_high=0.3), [("L1", "info")]),
+    ("L1 boundary: generic basophils equal to reference_high", ON_TREATMENT,
+     dict(code="26444-0", value=0.3, unit="10*3/uL", reference_high=0.3), []),
     ("L1/L2 need a reference_high", ON_TREATMENT, dict(code="742-7", value=9.9, unit="10*9/L"), []),
     ("L1/L2 need an infusion on record", [], dict(code="731-0", value=4.5, reference_high=4.0), []),
     ("L3 neutrophils 1.4: low", [], dict(code="751-8", value=1.4, unit="10*9/L"), [("L3", "low")]),
@@ -116,12 +126,16 @@ HYS = [
     ("L6 boundary: bilirubin first, ALT 168 h later", [("1975-2", 50, None, 0), ("1742-6", 130, None, 168 * 60)], True),
     ("L6 boundary: 168 h + 1 min apart is too far", [("1975-2", 50, None, 0), ("1742-6", 130, None, 168 * 60 + 1)], False),
     ("L6 late result older than the other, in either order", [("1742-6", 130, None, 5 * DAY_MIN), ("1975-2", 50, None, 0)], True),
+    ("L6 molar bilirubin 14631-6 (SI labs): 43 umol/L > 2x the default 21", [("1742-6", 120, None, 0), ("14631-6", 43, "umol/L", 0)], True),
+    ("L6 boundary: molar bilirubin 14631-6 exactly 2x the default ULN", [("1742-6", 120, None, 0), ("14631-6", 42, "umol/L", 0)], False),
+    ("L6 molar bilirubin against its own reference_high 17", [("1920-8", 130, None, 0), ("14631-6", 35, "umol/L", 0, 17)], True),
 ]
 
 
 @pytest.mark.parametrize("case,results,expected", HYS, ids=[c[0] for c in HYS])
 def test_L6_hys_law(case, results, expected):
-    events = [lab(m, code, value, **({"unit": unit} if unit else {})) for code, value, unit, m in results]
+    events = [lab(r[3], r[0], r[1], **({"unit": r[2]} if r[2] else {}), **({"reference_high": r[4]} if len(r) > 4 else {}))
+              for r in results]
     result = replay(events)
     found = [a for a in alerts(result) if a["rule"] == "L6"]
     assert bool(found) == expected
