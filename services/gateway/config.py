@@ -10,6 +10,9 @@ from environment variables (the environment wins):
 | ``INFUSION_MONITOR_HTTP_HOST`` / ``_HTTP_PORT`` | ``http_host`` / ``http_port`` (FHIR) | ``127.0.0.1`` / ``8088`` |
 | ``INFUSION_MONITOR_SITE_TZ`` | ``site_timezone`` (HL7 times without an offset) | ``UTC`` |
 | ``INFUSION_MONITOR_GATEWAY_FAULT_EXIT_BEFORE_ACK`` | ``fault_exit_before_ack`` (fault drills only) | unset |
+
+Per-sender settings (``[[gateway.senders]]``, matched on MSH-3 and MSH-4) live in the TOML file only;
+``SenderProfile`` is what one message's sender resolves to (``GatewayConfig.profile``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import tomllib
 from collections.abc import Mapping
 from datetime import timedelta, tzinfo
 from functools import cached_property
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -30,6 +34,77 @@ MIN_SECRET_LENGTH = 16
 
 class MissingSecret(ValueError):
     """The gateway refuses to start without a patient-key secret."""
+
+
+#: PID-3.5 identifier types accepted as the patient's record number when nothing is configured
+DEFAULT_IDENTIFIER_TYPES = ("MR",)
+ANY_AUTHORITY = "*"
+Feed = Literal["vitals", "pump", "lab", "adt"]
+
+
+def _upper_keys(table: dict[str, Any]) -> dict[str, Any]:
+    return {k.strip().upper(): v for k, v in table.items()}
+
+
+def _types(table: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
+    return {k.strip().upper(): tuple(t.strip().upper() for t in v) for k, v in table.items()}
+
+
+class SenderConfig(BaseModel):
+    """One sending system's conventions (``docs/integrations.md``, "Per-sender configuration").
+
+    A sender matches a message when ``application`` equals MSH-3 (the whole field, or any one
+    of its components: the model in MSH-3.1, the device's EUI-64 in MSH-3.2, ...) and, when
+    given, ``facility`` equals MSH-4 likewise; case-insensitive. An entry naming both beats
+    one naming the application only; among equals the first listed wins."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = ""  # a label for the operator (logs, ``hl7 lint``)
+    application: str = Field(min_length=1)
+    facility: str | None = None
+    #: zone of this sender's timestamps without an offset (when MSH-7 has none either)
+    time_zone: str | None = None
+    #: assigning authority (PID-3.4) -> accepted identifier types (PID-3.5), over the site's table
+    identifier_types: dict[str, list[str]] = Field(default_factory=dict)
+    #: the assigning authority of a PID-3 that names none (monitors often send a bare number)
+    assigning_authority: str | None = None
+    #: local OBX-3 code -> MDC reference id (vitals) or LOINC (labs), over the site's ``local_lab_codes``
+    local_codes: dict[str, str] = Field(default_factory=dict)
+    #: local OBX-6 unit -> UCUM or MDC unit (``"rpm" = "/min"``)
+    local_units: dict[str, str] = Field(default_factory=dict)
+    #: treat this sender's ORU messages as this feed whatever their codes look like
+    feed: Feed | None = None
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            ZoneInfo(value)
+        return value
+
+    def matches(self, application: tuple[str, ...], facility: tuple[str, ...]) -> bool:
+        if self.application.strip().upper() not in application:
+            return False
+        return self.facility is None or self.facility.strip().upper() in facility
+
+
+@dataclass(frozen=True)
+class SenderProfile:
+    """The settings one message is mapped with: the matching sender's over the site's."""
+
+    name: str
+    tz: tzinfo
+    zone_configured: bool  # the sender has its own time zone
+    identifier_types: dict[str, tuple[str, ...]]  # authority (upper) -> types (upper), "*" = any
+    assigning_authority: str
+    local_codes: dict[str, str]  # upper-case local code -> standard code
+    local_units: dict[str, str]  # upper-case local unit -> standard unit
+    feed: Feed | None
+
+    def accepted_types(self, authority: str) -> tuple[str, ...]:
+        key = authority.strip().upper()
+        return self.identifier_types.get(key) or self.identifier_types.get(ANY_AUTHORITY) or DEFAULT_IDENTIFIER_TYPES
 
 
 class GatewayConfig(BaseModel):
@@ -55,6 +130,14 @@ class GatewayConfig(BaseModel):
     local_lab_codes: dict[str, str] = Field(default_factory=dict)
     #: FHIR identifier system -> HL7 assigning authority (PID-3.4), so both feeds give one key
     fhir_identifier_systems: dict[str, str] = Field(default_factory=dict)
+    #: assigning authority -> PID-3.5 identifier types accepted as the patient's number ("*": any
+    #: authority); the first listed type present wins. Default: ``MR`` only
+    patient_identifier_types: dict[str, list[str]] = Field(default_factory=lambda: {ANY_AUTHORITY: ["MR"]})
+    #: per-sender conventions, matched on MSH-3 / MSH-4
+    senders: list[SenderConfig] = Field(default_factory=list)
+    #: how long a message identity (MSH-3, MSH-4, MSH-10) and its content digest are remembered
+    #: to tell a retransmission from a conflicting reuse of the control id
+    message_identity_days: float = Field(default=30.0, gt=0)
     #: wall-clock tick of the pump grace timer (seconds)
     tick_seconds: float = Field(default=30.0, gt=0)
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
@@ -75,9 +158,41 @@ class GatewayConfig(BaseModel):
         ZoneInfo(value)
         return value
 
+    @field_validator("pump_bindings")
+    @classmethod
+    def _pump_ids_upper(cls, value: dict[str, str]) -> dict[str, str]:
+        return _upper_keys(value)  # EUI-64s are hex: compared case-insensitively
+
     @cached_property
     def tz(self) -> tzinfo:
         return ZoneInfo(self.site_timezone)
+
+    @cached_property
+    def site_profile(self) -> SenderProfile:
+        return SenderProfile(
+            name="", tz=self.tz, zone_configured=False, identifier_types=_types(self.patient_identifier_types),
+            assigning_authority="", local_codes=_upper_keys(self.local_lab_codes), local_units={}, feed=None)
+
+    def sender(self, application: tuple[str, ...], facility: tuple[str, ...]) -> SenderConfig | None:
+        """The sender entry for MSH-3 / MSH-4 (each given as the whole field and its components)."""
+        app = tuple(p.strip().upper() for p in application if p.strip())
+        fac = tuple(p.strip().upper() for p in facility if p.strip())
+        found = [s for s in self.senders if s.matches(app, fac)]
+        return max(found, key=lambda s: s.facility is not None, default=None)
+
+    def profile(self, application: tuple[str, ...], facility: tuple[str, ...]) -> SenderProfile:
+        site = self.site_profile
+        sender = self.sender(application, facility)
+        if sender is None:
+            return site
+        return SenderProfile(
+            name=sender.name or sender.application,
+            tz=ZoneInfo(sender.time_zone) if sender.time_zone else site.tz,
+            zone_configured=sender.time_zone is not None,
+            identifier_types={**site.identifier_types, **_types(sender.identifier_types)},
+            assigning_authority=(sender.assigning_authority or "").strip(),
+            local_codes={**site.local_codes, **_upper_keys(sender.local_codes)},
+            local_units=_upper_keys(sender.local_units), feed=sender.feed)
 
     @cached_property
     def grace(self) -> timedelta:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 
 START, END = b"\x0b", b"\x1c\x0d"
 READ_CHUNK = 65536
@@ -49,12 +51,28 @@ async def read_frames(reader: asyncio.StreamReader, max_bytes: int, idle_timeout
         buffer.extend(chunk)
 
 
-Handler = Callable[[bytes], Awaitable[bytes | None]]
+@dataclass
+class Connection:
+    """One sender connection: what the handler remembers per connection (warnings given once)."""
+
+    number: int
+    warned: set[str] = field(default_factory=set)
+
+    def first(self, warning: str) -> bool:
+        """True the first time ``warning`` is raised on this connection."""
+        if warning in self.warned:
+            return False
+        self.warned.add(warning)
+        return True
+
+
+Handler = Callable[[bytes, Connection], Awaitable[bytes | None]]
+_numbers = itertools.count(1)
 
 
 class MllpServer:
-    """Calls ``handler(message)`` for each frame of each connection, in order per connection;
-    writes back what it returns, or closes the connection when it returns ``None``."""
+    """Calls ``handler(message, connection)`` for each frame of each connection, in order per
+    connection; writes back what it returns, or closes the connection when it returns ``None``."""
 
     def __init__(self, handler: Handler, max_bytes: int, idle_timeout: float, log) -> None:
         self.handler, self.max_bytes, self.idle_timeout, self.log = handler, max_bytes, idle_timeout, log
@@ -69,9 +87,10 @@ class MllpServer:
         task = asyncio.current_task()
         assert task is not None
         self.connections.add(task)
+        connection = Connection(next(_numbers))
         try:
             async for message in read_frames(reader, self.max_bytes, self.idle_timeout):
-                reply = await self.handler(message)
+                reply = await self.handler(message, connection)
                 if reply is None:
                     break
                 writer.write(frame(reply))

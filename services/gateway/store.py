@@ -9,7 +9,8 @@ import json
 from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
 from ..runtime.shells import open_bucket
@@ -61,3 +62,31 @@ class GatewayStore:
             self.revisions[key] = await self.kv.create(key, data)
         else:
             self.revisions[key] = await self.kv.update(key, data, last=revision)
+
+
+class MessageLedger:
+    """Message identities (hash of MSH-3, MSH-4, MSH-10) -> the content digest of the message
+    whose events were stored under it, in their own KV bucket whose entries expire after
+    ``message_identity_days``. Looked up per message (never loaded whole): a repeat with the
+    same digest is a retransmission, one with another digest a conflicting control id."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, bucket: str, ttl_s: float, replicas: int = 1) -> MessageLedger:
+        try:
+            return cls(await js.key_value(bucket))
+        except (BucketNotFoundError, NotFoundError):
+            return cls(await js.create_key_value(KeyValueConfig(
+                bucket=bucket, history=1, ttl=ttl_s, storage=StorageType.FILE, replicas=replicas)))
+
+    async def digest(self, identity: str) -> str | None:
+        try:
+            entry = await self.kv.get(identity)
+        except KeyNotFoundError:
+            return None
+        return entry.value.decode() if entry.value else None
+
+    async def record(self, identity: str, digest: str) -> None:
+        await self.kv.put(identity, digest.encode())

@@ -98,9 +98,17 @@ def test_time_from_obx14_else_obr7_else_msh7_and_one_event_per_time():
     assert no_obr_time.events[0]["occurred_at"] == "2025-03-01T10:02:00Z"  # MSH-7, the weakest
 
 
-def test_time_without_offset_is_in_the_site_time_zone():
-    result = run(vitals(obx(2, SYS, "118", MMHG, at="20250301101430")), site_timezone="Europe/Berlin")
+def test_time_without_offset_is_in_the_site_time_zone_when_msh7_has_none_either():
+    result = run(vitals(obx(2, SYS, "118", MMHG, at="20250301101430"), msh_at="20250301101500"),
+                 site_timezone="Europe/Berlin")
     assert result.events[0]["occurred_at"] == "2025-03-01T09:14:30Z"
+
+
+def test_time_without_offset_follows_the_offset_msh7_declares():
+    """Spec, "Time": HL7 times without an offset are in the sender's zone; MSH-7's offset says it."""
+    result = run(vitals(obx(2, SYS, "118", MMHG, at="20250301101430"), msh_at="20250301101500+0000"),
+                 site_timezone="Europe/Berlin")
+    assert result.events[0]["occurred_at"] == "2025-03-01T10:14:30Z"
 
 
 def test_same_message_gives_the_same_event_ids():
@@ -142,7 +150,7 @@ REJECTED = [
 def test_rejections_name_segment_and_field(case, raw, ack, segment, field):
     result = run(raw)
     assert result.events == []
-    assert (result.ack_code, result.rejection.segment, result.rejection.field) == (ack, segment, field)
+    assert (result.ack_code, result.errors[0].segment, result.errors[0].field) == (ack, segment, field)
 
 
 def test_latin1_from_msh18():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from .common import Translation
+from .common import Rejection, Translation
 
 _ESCAPES = (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"), ("&", "\\T\\"), ("~", "\\R\\"))
 
@@ -30,23 +30,26 @@ def build_ack(translation: Translation, msh_fields: list[str], now: datetime) ->
     stamp = now.strftime("%Y%m%d%H%M%S") + now.strftime("%z")
     control = translation.control_id
     version = msh[11] or "2.6"
+    errors = translation.errors
     segments = [
         "|".join(["MSH", "^~\\&", msh[4], msh[5], msh[2], msh[3], stamp, "",
                   f"ACK^{trigger}^ACK" if trigger else "ACK", escape(f"ACK{control}")[:199], "P", version]),
-        "|".join(["MSA", translation.ack_code, escape(control)]
-                 + ([escape(translation.rejection.reason)] if translation.rejection else [])),
+        "|".join(["MSA", translation.ack_code, escape(control)] + ([escape(errors[0].reason)] if errors else [])),
     ]
-    rej = translation.rejection
-    if rej is not None:
-        field_no, _, component = rej.field.partition(".")
-        location = "^".join([rej.segment, str(rej.segment_index) if rej.segment else "",
-                             field_no if field_no.isdigit() else "", "1" if field_no.isdigit() else "",
-                             component if component.isdigit() else ""]).rstrip("^")
+    for rej in errors:  # one ERR per refused row (ERR-2 names its segment and sequence)
         segments.append("|".join([
-            "ERR", "", location, f"{rej.error_code}^{rej.error_text}^HL70357", "E", "", "", "",
+            "ERR", "", error_location(rej), f"{rej.error_code}^{rej.error_text}^HL70357", "E", "", "", "",
             escape(rej.reason),
         ]))
     return ("\r".join(segments) + "\r").encode()
+
+
+def error_location(rej: Rejection) -> str:
+    """ERR-2: segment ^ sequence ^ field ^ repetition ^ component, e.g. ``OBX^3^6^1``."""
+    field_no, _, component = rej.field.partition(".")
+    return "^".join([rej.segment, str(rej.segment_index) if rej.segment else "",
+                     field_no if field_no.isdigit() else "", "1" if field_no.isdigit() else "",
+                     component if component.isdigit() else ""]).rstrip("^")
 
 
 def msh_fields(raw: bytes) -> list[str]:

@@ -33,9 +33,9 @@ def map_adt(parsed: Parsed, config: GatewayConfig, out: Translation) -> None:
         raise MapError("PID", "7", "birth date is not a valid date", DATA_TYPE_ERROR) from exc
     evn = parsed.segments("EVN")
     msh = parsed.message.segment("MSH")
-    when = (parse_time(value(evn[0], 6), config.tz, ("EVN", "6")) if evn else None) \
-        or (parse_time(value(evn[0], 2), config.tz, ("EVN", "2")) if evn else None) \
-        or parse_time(value(msh, 7), config.tz, ("MSH", "7"))
+    when = (parse_time(value(evn[0], 6), parsed.zone, ("EVN", "6")) if evn else None) \
+        or (parse_time(value(evn[0], 2), parsed.zone, ("EVN", "2")) if evn else None) \
+        or parse_time(value(msh, 7), parsed.zone, ("MSH", "7"))
     if when is None:
         raise MapError("MSH", "7", "no message time", REQUIRED_MISSING)
     event = {"type": "patient.profile", "event_id": event_id(parsed, 1, "profile"), "occurred_at": iso(when),
@@ -44,3 +44,4 @@ def map_adt(parsed: Parsed, config: GatewayConfig, out: Translation) -> None:
     if sex:
         event["sex"] = sex
     out.events.append(event)
+    out.trace("PID", 1, "", "used", "birth_date" + (", sex" if sex else ""))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Literal
 
@@ -12,6 +13,7 @@ import hl7
 from schemas.base import format_time
 
 from ...engine.ids import stable_id
+from ..config import GatewayConfig, SenderProfile
 from ..identity import patient_key
 
 # HL7 error codes (table 0357) used in ERR-3
@@ -19,12 +21,14 @@ REQUIRED_MISSING = "101"
 DATA_TYPE_ERROR = "102"
 TABLE_VALUE_NOT_FOUND = "103"
 UNSUPPORTED_MESSAGE = "200"
+DUPLICATE_KEY = "205"
 APPLICATION_ERROR = "207"
 _ERROR_TEXT = {
     REQUIRED_MISSING: "Required field missing",
     DATA_TYPE_ERROR: "Data type error",
     TABLE_VALUE_NOT_FOUND: "Table value not found",
     UNSUPPORTED_MESSAGE: "Unsupported message type",
+    DUPLICATE_KEY: "Duplicate key identifier",
     APPLICATION_ERROR: "Application internal error",
 }
 
@@ -41,9 +45,9 @@ class MapError(Exception):
     """A well-formed message the gateway cannot map (``AE``) or cannot parse (``AR``)."""
 
     def __init__(self, segment: str, field_: str, reason: str, error_code: str = APPLICATION_ERROR,
-                 ack: Literal["AE", "AR"] = "AE") -> None:
+                 ack: Literal["AE", "AR"] = "AE", segment_index: int = 1) -> None:
         super().__init__(reason)
-        self.rejection = Rejection(ack, segment, field_, reason, error_code)
+        self.rejection = Rejection(ack, segment, field_, reason, error_code, segment_index)
 
 
 @dataclass(frozen=True)
@@ -60,12 +64,35 @@ class Rejection:
         return _ERROR_TEXT.get(self.error_code, "Application error")
 
     def where(self) -> str:
-        return f"{self.segment}-{self.field}" if self.segment and self.field else self.segment or self.field
+        if not (self.segment and self.field):
+            return self.segment or self.field
+        index = f"[{self.segment_index}]" if self.segment_index != 1 else ""
+        return f"{self.segment}{index}-{self.field}"
+
+    def at(self, index: int) -> Rejection:
+        """The same rejection naming the ``index``-th segment of its kind (ERR-2.2)."""
+        return replace(self, segment_index=index)
+
+
+@dataclass(frozen=True)
+class RowTrace:
+    """What became of one segment (for ``hl7 lint``): ``used`` (``detail`` = field and value),
+    ``ignored`` (why), ``rejected`` (the reason; the ERR names it) or ``structure`` (a device or
+    channel row, no value)."""
+
+    segment: str
+    index: int  # among the segments with this id (ERR-2.2)
+    code: str  # OBX-3 as sent (identifier^text^system), never a value
+    outcome: Literal["used", "ignored", "rejected", "structure"]
+    detail: str = ""
 
 
 @dataclass
 class Translation:
-    """What one message becomes: events to store, or a rejection, plus what was not needed."""
+    """What one message becomes: events to store, or a rejection, plus what was not needed.
+
+    ``rejection``: the whole message is refused (``AE``/``AR``), nothing is stored.
+    ``row_errors``: single rows refused while the message's other rows are stored (``AE``)."""
 
     control_id: str
     sender: str
@@ -74,22 +101,62 @@ class Translation:
     ignored: int = 0  # observations or events the product does not need (counted, not stored)
     rejection: Rejection | None = None
     feed: str = ""
+    row_errors: list[Rejection] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # logged and counted by the shell
+    rows: list[RowTrace] = field(default_factory=list)
+    identity: str = ""  # hash of MSH-3, MSH-4, MSH-10: the idempotency key ("" when unparsed)
+    digest: str = ""  # hash of the segments after MSH
+    sender_name: str = ""  # the matching per-sender configuration entry
 
     @property
     def ack_code(self) -> str:
-        return self.rejection.ack if self.rejection else "AA"
+        if self.rejection:
+            return self.rejection.ack
+        return "AE" if self.row_errors else "AA"
+
+    @property
+    def errors(self) -> list[Rejection]:
+        return [self.rejection] if self.rejection else list(self.row_errors)
+
+    def reject_row(self, rejection: Rejection, code: str = "") -> None:
+        self.row_errors.append(rejection)
+        self.rows.append(RowTrace(rejection.segment, rejection.segment_index, code, "rejected", rejection.reason))
+
+    def trace(self, segment: str, index: int, code: str, outcome: Literal["used", "ignored", "structure"],
+              detail: str = "") -> None:
+        self.rows.append(RowTrace(segment, index, code, outcome, detail))
 
 
 @dataclass(frozen=True)
 class Parsed:
-    """A parsed HL7 message and its header facts."""
+    """A parsed HL7 message and its header facts.
+
+    Identity (spec, "Identity for idempotency"): the whole sending application (MSH-3, every
+    component: vendors put the model in the first and the device's EUI-64 in the second), the
+    sending facility (MSH-4) and the control id (MSH-10). ``digest`` covers the segments after
+    MSH, so a retransmission (same content, MSH-7 possibly rebuilt) is told from a new message
+    that reuses a restarting counter."""
 
     message: hl7.Message
     text: str
-    sender: str  # MSH-3 (first component), for idempotency
+    sender: str  # MSH-3 as sent (all components)
+    facility: str  # MSH-4 as sent
     control_id: str  # MSH-10
     message_type: str  # MSH-9.1 ^ MSH-9.2, e.g. "ORU^R01"
     version: str
+    digest: str  # SHA-256 (hex) of the segments after MSH
+    profile: SenderProfile | None = None  # set by ``bind``
+    zone: tzinfo = timezone.utc  # the sender's zone for times without an offset (``bind``)
+    zone_mismatch: bool = False  # MSH-7's offset disagrees with the sender's configured zone
+
+    @property
+    def identity(self) -> str:
+        return stable_id("msgid", self.sender, self.facility, self.control_id).removeprefix("msgid-")
+
+    @property
+    def settings(self) -> SenderProfile:
+        assert self.profile is not None, "bind() the message to a configuration first"
+        return self.profile
 
     def segments(self, name: str) -> list[hl7.Segment]:
         return [seg for seg in self.message if str(seg[0]) == name]
@@ -138,10 +205,46 @@ def parse(raw: bytes) -> Parsed:
     trigger = value(msh, 9, 2).upper()
     if not mtype:
         raise MapError("MSH", "9", "message type missing", REQUIRED_MISSING, "AR")
-    sender = value(msh, 3, 1) or value(msh, 3, 2)
-    if not sender:
+    sender = whole(msh, 3)
+    if not sender.strip("^& "):
         raise MapError("MSH", "3", "sending application missing", REQUIRED_MISSING, "AR")
-    return Parsed(message, text, sender, control_id, f"{mtype}^{trigger}", value(msh, 12, 1))
+    body = "\r".join(text.split("\r")[1:])
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    return Parsed(message, text, sender, whole(msh, 4), control_id, f"{mtype}^{trigger}", value(msh, 12, 1), digest)
+
+
+def whole(seg: hl7.Segment, field_num: int) -> str:
+    """A field as sent (all components, first repetition), stripped."""
+    try:
+        return str(seg(field_num)).split("~")[0].strip() if field_num < len(seg) else ""
+    except (IndexError, AttributeError, TypeError):
+        return ""
+
+
+def parts_of(seg: hl7.Segment, field_num: int) -> tuple[str, ...]:
+    """The whole field and each of its (sub)components: what a per-sender entry may name."""
+    text = whole(seg, field_num)
+    return (text, *re.split(r"[\^&]", text))
+
+
+def bind(parsed: Parsed, config: GatewayConfig) -> Parsed:
+    """The message with its sender's settings and the zone of its times without an offset
+    (spec, "Time"): MSH-7's own offset, else the sender's configured zone, else the site's."""
+    msh = parsed.message.segment("MSH")
+    profile = config.profile(parts_of(msh, 3), parts_of(msh, 4))
+    stamp = value(msh, 7)
+    offset = _offset(stamp)
+    zone, mismatch = profile.tz, False
+    if offset is not None:
+        zone = timezone(offset)
+        if profile.zone_configured:
+            try:
+                local = parse_time(stamp, timezone.utc, ("MSH", "7"))
+            except MapError:
+                local = None
+            if local is not None:
+                mismatch = local.replace(tzinfo=profile.tz).utcoffset() != offset
+    return replace(parsed, profile=profile, zone=zone, zone_mismatch=mismatch)
 
 
 def value(seg: hl7.Segment, field_num: int, component: int = 1, repetition: int = 1, sub: int = 1) -> str:
@@ -183,12 +286,18 @@ def parse_time(text: str, tz: tzinfo, where: tuple[str, str]) -> datetime | None
         raise MapError(where[0], where[1], "malformed timestamp", DATA_TYPE_ERROR) from exc
     if moment is None:
         return None
-    sign = re.search(r"([+-])(\d{2})(\d{2})$", text)
-    if sign:  # the library's own offset is wrong for -00MM; read it here
-        minutes = int(sign.group(2)) * 60 + int(sign.group(3))
-        offset = timedelta(minutes=minutes if sign.group(1) == "+" else -minutes)
+    offset = _offset(text)
+    if offset is not None:  # the library's own offset is wrong for -00MM; read it here
         return moment.replace(tzinfo=timezone(offset))
     return moment.replace(tzinfo=tz)
+
+
+def _offset(text: str) -> timedelta | None:
+    sign = re.search(r"\d([+-])(\d{2})(\d{2})$", text.strip())
+    if not sign:
+        return None
+    minutes = int(sign.group(2)) * 60 + int(sign.group(3))
+    return timedelta(minutes=minutes if sign.group(1) == "+" else -minutes)
 
 
 def iso(moment: datetime) -> str:
@@ -207,18 +316,24 @@ _UNKNOWN = {"", "UNKNOWN", "UNK", "NULL", "\"\"", "0", "NONE"}
 
 
 def patient_of(parsed: Parsed, secret: bytes) -> PatientRef:
-    """The key from PID-3's identifier of type ``MR`` (assigning authority + MRN), and PV1-3."""
-    key = None
+    """The key from PID-3: assigning authority + the number of the first identifier type the
+    site (or the sender) accepts for that authority (``MR`` unless configured), and PV1-3."""
+    settings = parsed.settings
+    candidates: list[tuple[int, int, str, str]] = []  # (preference of the type, repetition, authority, number)
     pids = parsed.segments("PID")
     if pids:
         pid = pids[0]
         for rep in range(1, repetitions(pid, 3) + 1):
-            mrn = value(pid, 3, 1, rep)
+            number_ = value(pid, 3, 1, rep)
             kind = value(pid, 3, 5, rep).upper()
-            authority = value(pid, 3, 4, rep) or value(pid, 3, 4, rep, 2)
-            if kind == "MR" and mrn.upper() not in _UNKNOWN:
-                key = patient_key(secret, authority, mrn)
-                break
+            authority = value(pid, 3, 4, rep) or value(pid, 3, 4, rep, 2) or settings.assigning_authority
+            accepted = settings.accepted_types(authority)
+            if number_.upper() not in _UNKNOWN and kind in accepted:
+                candidates.append((accepted.index(kind), rep, authority, number_))
+    key = None
+    if candidates:
+        _, _, authority, number_ = min(candidates)
+        key = patient_key(secret, authority, number_)
     return PatientRef(key, location_of(parsed))
 
 
@@ -239,13 +354,17 @@ def normalise_location(parts: list[str] | str) -> str:
 
 def require_patient(ref: PatientRef) -> str:
     if ref.key is None:
-        raise MapError("PID", "3", "no patient identifier of type MR", REQUIRED_MISSING)
+        raise MapError("PID", "3", "no patient identifier of an accepted type (MR unless configured)",
+                       REQUIRED_MISSING)
     return ref.key
 
 
 def event_id(parsed: Parsed, position: object, kind: str = "") -> str:
-    """Deterministic: sending application + control id + position (spec, "identity")."""
-    return stable_id("gw", parsed.sender, parsed.control_id, position, kind)
+    """Deterministic: the message identity (MSH-3, MSH-4, MSH-10) + position (spec,
+    "Identity for idempotency"), and the content digest: a retransmission or a replay gives the
+    same ids, while a message that reuses a control id long after it was forgotten can never
+    collide with the first one's events downstream."""
+    return stable_id("gw", parsed.sender, parsed.facility, parsed.control_id, parsed.digest[:16], position, kind)
 
 
 def number(text: str, where: tuple[str, str]) -> float:

@@ -35,9 +35,10 @@ from ...engine.ids import stable_id
 from ...lab_monitor import codes as lab_codes
 from ..config import GatewayConfig
 from ..identity import patient_key
-from .common import iso
-from .lab import NEGATIVE, POSITIVE, USED_CODES
+from .common import MapError, iso
+from .lab import NEGATIVE, POSITIVE, USED_CODES, lab_unit, reference_range
 from .pump import is_natalizumab
+from .vocab import match_unit
 
 LOINC = "http://loinc.org"
 VITAL_CODES = {
@@ -46,11 +47,12 @@ VITAL_CODES = {
 }
 BP_PANEL = "85354-9"
 KPA_TO_MMHG = 7.500615758
+#: UCUM units per field (compared with annotations removed: ``{beats}/min`` is ``/min``)
 VITAL_UNITS: dict[str, dict[str, Any]] = {
     "systolic_mmhg": {"mm[Hg]": None, "mmHg": None, "kPa": lambda v: round(v * KPA_TO_MMHG, 1)},
     "diastolic_mmhg": {"mm[Hg]": None, "mmHg": None, "kPa": lambda v: round(v * KPA_TO_MMHG, 1)},
-    "heart_rate_bpm": {"/min": None, "{beats}/min": None, "1/min": None},
-    "respiratory_rate_bpm": {"/min": None, "{breaths}/min": None, "1/min": None},
+    "heart_rate_bpm": {"/min": None},
+    "respiratory_rate_bpm": {"/min": None},
     "spo2_pct": {"%": None},
     "temperature_c": {"Cel": None, "[degF]": lambda v: round((v - 32) * 5 / 9, 2)},
 }
@@ -71,6 +73,7 @@ class FhirTranslation:
     events: list[dict[str, Any]] = field(default_factory=list)
     ignored: int = 0
     resource_type: str = ""
+    warnings: list[str] = field(default_factory=list)  # logged and counted by the shell
 
 
 @dataclass(frozen=True)
@@ -192,22 +195,35 @@ class Patients:
                     self.index[f"Patient/{res['id']}"] = res
 
     def key_from_identifiers(self, identifiers: list[dict[str, Any]]) -> str | None:
-        for ident in identifiers:
-            type_codes = _codes(ident.get("type"))
+        """The HL7 rule: the identifier whose type (v2 table 0203) the site accepts for its
+        authority (``MR`` unless configured; the first accepted type present wins), or one with
+        no type whose ``system`` is listed in ``fhir_identifier_systems``."""
+        settings = self.config.site_profile
+        candidates: list[tuple[int, int, str, str]] = []
+        for n, ident in enumerate(identifiers):
+            if not ident.get("value"):
+                continue
+            type_codes = [c.upper() for c in _codes(ident.get("type"))]
             system = ident.get("system", "")
-            is_mr = "MR" in type_codes or (not type_codes and system in self.config.fhir_identifier_systems)
-            if is_mr and ident.get("value"):
-                authority = (self.config.fhir_identifier_systems.get(system)
-                             or (ident.get("assigner") or {}).get("display")
-                             or ((ident.get("assigner") or {}).get("identifier") or {}).get("value")
-                             or system)
-                return patient_key(self.config.secret, authority, ident["value"])
-        return None
+            authority = (self.config.fhir_identifier_systems.get(system)
+                         or (ident.get("assigner") or {}).get("display")
+                         or ((ident.get("assigner") or {}).get("identifier") or {}).get("value")
+                         or system)
+            accepted = settings.accepted_types(authority)
+            ranks = [accepted.index(c) for c in type_codes if c in accepted]
+            if not type_codes and system in self.config.fhir_identifier_systems:
+                ranks = [0]
+            if ranks:
+                candidates.append((min(ranks), n, authority, ident["value"]))
+        if not candidates:
+            return None
+        _, _, authority, number = min(candidates)
+        return patient_key(self.config.secret, authority, number)
 
     def of_patient(self, resource: dict[str, Any], path: str) -> str:
         key = self.key_from_identifiers(resource.get("identifier") or [])
         if key is None:
-            raise FhirError(f"{path}.identifier", "no identifier of type MR")
+            raise FhirError(f"{path}.identifier", "no identifier of an accepted type (MR unless configured)")
         return key
 
     def resolve(self, owner: dict[str, Any], element: str, path: str) -> str:
@@ -306,9 +322,10 @@ def _observation(entry: Entry, config: GatewayConfig, patients: Patients,
         identity, fields = vitals.setdefault((patient, moment), (f"{_identity(entry)}@{_digest(res)}", {}))
         for name, (raw, unit, upath) in found.items():
             table = VITAL_UNITS[name]
-            if unit not in table:
+            known = match_unit([unit], table)
+            if known is None:
                 raise FhirError(f"{upath}.code", "unknown unit for this observation")
-            convert = table[unit]
+            convert = table[known]
             fields.setdefault(name, convert(raw) if convert else raw)
         return
     code = next((c for c in loinc if c in USED_CODES), None)
@@ -331,18 +348,25 @@ def _observation(entry: Entry, config: GatewayConfig, patients: Patients,
         else:
             raise FhirError(f"{path}.value[x]", "antibody result is not positive or negative")
     else:
-        value, unit = _quantity(res, path)
-        if unit and unit not in lab_codes.UNITS[code]:
-            raise FhirError(f"{path}.valueQuantity.code", "unit not accepted for this test")
+        value, sent_unit = _quantity(res, path)
+        try:
+            unit = lab_unit(code, [sent_unit])
+        except MapError as exc:
+            raise FhirError(f"{path}.valueQuantity.code", exc.rejection.reason) from exc
         event["value"] = value
         if unit:
             event["unit"] = unit
         ranges = res.get("referenceRange") or []
         if ranges:
+            low, high = reference_range(ranges[0].get("text") or "")
             if (ranges[0].get("low") or {}).get("value") is not None:
-                event["reference_low"] = float(ranges[0]["low"]["value"])
+                low = float(ranges[0]["low"]["value"])
             if (ranges[0].get("high") or {}).get("value") is not None:
-                event["reference_high"] = float(ranges[0]["high"]["value"])
+                high = float(ranges[0]["high"]["value"])
+            if low is not None:
+                event["reference_low"] = low
+            if high is not None:
+                event["reference_high"] = high
     if res.get("issued"):
         event["resulted_at"] = iso(_time(res["issued"], f"{path}.issued"))
     identity = _identity(entry)
@@ -389,7 +413,14 @@ def _administration(entry: Entry, patients: Patients, out: FhirTranslation) -> N
 
 
 def _patient(entry: Entry, patients: Patients, received_at: datetime, out: FhirTranslation) -> None:
+    """A Patient the gateway cannot key (no accepted identifier) is not needed on its own: it is
+    counted with a warning, and the Bundle's other resources are stored. A resource whose
+    subject is that Patient is still refused (its data could not be keyed)."""
     res, path = entry.resource, entry.path
+    if patients.key_from_identifiers(res.get("identifier") or []) is None:
+        out.ignored += 1
+        out.warnings.append(f"patient-not-keyed: {path} has no identifier of an accepted type; no profile")
+        return
     key = patients.of_patient(res, path)
     if not res.get("birthDate") or len(res["birthDate"]) != 10:
         out.ignored += 1  # identity only (no full birth date): used to resolve subjects, no profile

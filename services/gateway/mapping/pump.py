@@ -2,7 +2,10 @@
 
 - the event is the OBX with OBX-3 ``MDC_ATTR_EVT_COND``; OBX-5 START, STOP or COMP;
 - only natalizumab (also "Tysabri", any case; from ``MDC_DRUG_NAME_LABEL`` or OBR-4) is a session;
-- the session is the order (OBR-2, else OBR-3); ``pump_id`` is the device row's OBX-18;
+- the session is the order (OBR-2, else OBR-3); ``pump_id`` is the device identifier: OBX-18.3
+  when OBX-18.4 is ``EUI-64``, else OBX-18.1 (``pump_bindings`` may name either);
+- codes are matched as MDC terms: spaces for underscores, any case, the trial ``MDCX_`` prefix
+  (``mapping/vocab.py``), or the numeric codes (START 197288, COMP 197292, EVT_COND 68487);
 - first START of an order -> ``infusion.started``; COMP -> ``infusion.ended completed``;
   a STOP not followed by a START of the same order within the grace (default 15 min) ->
   ``infusion.ended stopped`` at the STOP's time; a rate change (STOP ``transitioning`` + START)
@@ -31,17 +34,41 @@ from ..config import GatewayConfig
 from ..identity import keyed_token
 from .book import Book
 from .common import (
-    REQUIRED_MISSING, MapError, Parsed, PatientRef, Translation, coded, event_id, iso, parse_time, patient_of,
-    value,
+    REQUIRED_MISSING, MapError, Parsed, PatientRef, Translation, coded, event_id, iso, normalise_location,
+    parse_time, patient_of, value,
 )
+from .vocab import mdc_term
 
 START, STOP, COMP = "MDC_EVT_PUMP_DELIV_START", "MDC_EVT_PUMP_DELIV_STOP", "MDC_EVT_PUMP_DELIV_COMP"
-EVENT_CODES = {START: "start", "197288": "start", STOP: "stop", COMP: "complete"}
+EVENT_CODES = {START: "start", "197288": "start", STOP: "stop", COMP: "complete", "197292": "complete"}
 EVT_COND = "MDC_ATTR_EVT_COND"
+EVT_COND_CODE = "68487"
 DRUG_LABEL = "MDC_DRUG_NAME_LABEL"
 DRUG_WORDS = ("natalizumab", "tysabri")
 MAX_STARTS = 32
 LOCATION_HISTORY = 8
+
+
+def is_event_row(parts: tuple[str, ...]) -> bool:
+    """OBX-3 names the event condition (``MDC_ATTR_EVT_COND``, however spelled, or 68487)."""
+    if EVT_COND in {mdc_term(p) for p in parts if p}:
+        return True
+    return any(parts[i].strip() == EVT_COND_CODE and mdc_term(parts[i + 2]) in ("", "MDC") for i in (0, 3))
+
+
+def event_kind(parts: tuple[str, ...]) -> str:
+    """``start``, ``stop``, ``complete`` or ``other`` from OBX-5 (text before numeric code)."""
+    terms = [mdc_term(p) for p in parts if p]
+    return next((EVENT_CODES[t] for t in terms if t in EVENT_CODES and not t.isdigit()),
+                next((EVENT_CODES[t] for t in terms if t in EVENT_CODES), "other"))
+
+
+def device_ids(seg) -> list[str]:
+    """A device row's identifiers, the pump id first: OBX-18.3 when OBX-18.4 is EUI-64, else
+    OBX-18.1 (spec, "pump identity"); then the other one."""
+    first, universal, kind = value(seg, 18, 1), value(seg, 18, 3), value(seg, 18, 4).upper()
+    ordered = [universal, first] if kind == "EUI-64" and universal else [first, universal]
+    return [i for i in dict.fromkeys(ordered) if i]
 
 
 def is_natalizumab(text: str) -> bool:
@@ -158,30 +185,33 @@ def _watch(book: Book, pump_id: str | None, order_key: str) -> None:
 
 
 def map_pump(parsed: Parsed, config: GatewayConfig, book: Book, received_at: datetime, out: Translation) -> None:
-    msh_time = parse_time(value(parsed.message.segment("MSH"), 7), config.tz, ("MSH", "7"))
+    msh_time = parse_time(value(parsed.message.segment("MSH"), 7), parsed.zone, ("MSH", "7"))
     obrs = parsed.segments("OBR")
     obr = obrs[0] if obrs else None
-    obr_time = parse_time(value(obr, 7), config.tz, ("OBR", "7")) if obr is not None else None
-    pump_id = None
-    event_kind = None
+    obr_time = parse_time(value(obr, 7), parsed.zone, ("OBR", "7")) if obr is not None else None
+    pump_ids: list[str] = []
+    kind = None
     event_seg = None
     drug_label = ""
     position = 0
     for n, seg in enumerate(parsed.segments("OBX"), start=1):
-        if pump_id is None and value(seg, 18):
-            pump_id = value(seg, 18, 1)
-        codes = {p.upper() for p in coded(seg, 3) if p}
-        if EVT_COND in codes and event_seg is None:
+        code_text = "^".join(coded(seg, 3)[:3])
+        if not pump_ids and value(seg, 18):
+            pump_ids = device_ids(seg)
+        if is_event_row(coded(seg, 3)) and event_seg is None:
             event_seg, position = seg, n
-            vals = [p.upper() for p in coded(seg, 5) if p]
-            event_kind = next((EVENT_CODES[v] for v in vals if v in EVENT_CODES and not v.isdigit()), None)
-            if event_kind is None:
-                event_kind = next((EVENT_CODES[v] for v in vals if v in EVENT_CODES), "other")
-        elif DRUG_LABEL in codes:
+            kind = event_kind(coded(seg, 5))
+            out.trace("OBX", n, code_text, "used" if kind != "other" else "ignored", f"event {kind}")
+        elif mdc_term(coded(seg, 3)[1]) == DRUG_LABEL or mdc_term(coded(seg, 3)[0]) == DRUG_LABEL:
             drug_label = value(seg, 5, 1) or value(seg, 5, 2)
+            out.trace("OBX", n, code_text, "used", "drug label")
+        else:
+            out.trace("OBX", n, code_text, "structure" if not value(seg, 5) else "ignored",
+                      "" if not value(seg, 5) else "pump attribute not used")
+    pump_id = pump_ids[0] if pump_ids else None
     at = None
     if event_seg is not None:
-        at = parse_time(value(event_seg, 14), config.tz, ("OBX", "14")) or obr_time or msh_time
+        at = parse_time(value(event_seg, 14), parsed.zone, ("OBX", "14")) or obr_time or msh_time
     elif obr_time or msh_time:
         at = obr_time or msh_time
     if at is None:
@@ -190,7 +220,7 @@ def map_pump(parsed: Parsed, config: GatewayConfig, book: Book, received_at: dat
     learn_location(book, config, ref, at)
     if pump_id is not None:
         _pump_clock(book, config, pump_id, at, out.events)
-    if event_kind not in ("start", "stop", "complete"):
+    if kind not in ("start", "stop", "complete"):
         out.ignored += 1  # another pump event (alarm, status): acknowledged, counted
         return
     if obr is None or not (value(obr, 2) or value(obr, 3)):
@@ -206,8 +236,9 @@ def map_pump(parsed: Parsed, config: GatewayConfig, book: Book, received_at: dat
     if patient is None and order is not None:
         patient = order["patient_id"]
     if patient is None:
-        location = ref.location or (config.pump_bindings.get(pump_id, "") if pump_id else "")
-        patient = patient_at(book, config, location.upper() if location else "", at)
+        bound = next((config.pump_bindings[i.upper()] for i in pump_ids if i.upper() in config.pump_bindings), "")
+        location = ref.location or normalise_location(bound)
+        patient = patient_at(book, config, location, at)
     if patient is None:
         raise MapError("PID", "3", "no patient (PID-3 type MR, a known order or a bound location)", REQUIRED_MISSING)
     if order is None:
@@ -218,7 +249,7 @@ def map_pump(parsed: Parsed, config: GatewayConfig, book: Book, received_at: dat
     if order["ended"]:
         out.ignored += 1  # a late resume, a repeated end: the session is over
         return
-    if event_kind == "start":
+    if kind == "start":
         if not order["started"]:
             order["started"] = True
             started = {"type": "infusion.started", "event_id": event_id(parsed, position, "start"),
@@ -233,7 +264,7 @@ def map_pump(parsed: Parsed, config: GatewayConfig, book: Book, received_at: dat
         pending = order.get("pending")
         if pending and _t(pending["at"]) <= at <= _t(pending["at"]) + config.grace:
             order["pending"] = None  # a rate change or a pause that resumed
-    elif event_kind == "stop":
+    elif kind == "stop":
         if not order["started"]:
             out.ignored += 1  # a STOP before any START of this order: nothing to end
             return

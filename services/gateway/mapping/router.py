@@ -16,11 +16,13 @@ from ..config import GatewayConfig
 from .adt import PROFILE_TRIGGERS, map_adt
 from .book import Book
 from .common import (
-    APPLICATION_ERROR, MapError, Parsed, Rejection, Translation, coded, parse, patient_of, value,
+    APPLICATION_ERROR, DUPLICATE_KEY, MapError, Parsed, Rejection, Translation, bind, coded, parse, patient_of,
+    value,
 )
 from .lab import map_lab
-from .pump import EVT_COND, learn_location, map_pump
+from .pump import is_event_row, learn_location, map_pump
 from .vitals import map_vitals
+from .vocab import mdc_term
 
 
 def feed_of(parsed: Parsed) -> str:
@@ -30,9 +32,11 @@ def feed_of(parsed: Parsed) -> str:
         return "adt" if trigger in PROFILE_TRIGGERS else "other"
     if mtype != "ORU":
         return "other"
+    if parsed.profile is not None and parsed.profile.feed is not None:
+        return parsed.profile.feed  # the sender's configured feed (proprietary codes, e.g. MDIL)
     obx = parsed.segments("OBX")
-    if trigger == "R42" or any(EVT_COND in {p.upper() for p in coded(seg, 3)} for seg in obx):
-        return "pump"
+    if trigger == "R42" or any(is_event_row(coded(seg, 3)) for seg in obx):
+        return "pump"  # IPEC trial implementations sent ORU^R01 / ORU^Rxx with the event rows
     if trigger != "R01":
         return "other"
     profile = " ".join(value(parsed.message.segment("MSH"), 21, c, r) for r in (1, 2, 3) for c in (1, 2)).upper()
@@ -40,7 +44,7 @@ def feed_of(parsed: Parsed) -> str:
         return "vitals"
     for seg in obx:
         parts = coded(seg, 3)
-        if parts[2].upper() == "MDC" or any(p.upper().startswith("MDC_") for p in parts):
+        if mdc_term(parts[2]) == "MDC" or any(mdc_term(p).startswith("MDC_") for p in parts if p):
             return "vitals"
     return "lab"
 
@@ -62,7 +66,11 @@ def translate(raw: bytes, config: GatewayConfig, book: Book, received_at: dateti
     except MapError as exc:
         sender, control_id, mtype = header_guess(raw)
         return Translation(control_id, sender, mtype, rejection=exc.rejection, feed="unparsed")
-    out = Translation(parsed.control_id, parsed.sender, parsed.message_type, feed=feed_of(parsed))
+    parsed = bind(parsed, config)
+    out = Translation(parsed.control_id, parsed.sender, parsed.message_type, feed=feed_of(parsed),
+                      identity=parsed.identity, digest=parsed.digest, sender_name=parsed.settings.name)
+    if parsed.zone_mismatch:
+        out.warnings.append("zone-mismatch: the MSH-7 offset disagrees with the sender's configured time zone")
     try:
         match out.feed:
             case "vitals":
@@ -82,7 +90,21 @@ def translate(raw: bytes, config: GatewayConfig, book: Book, received_at: dateti
         check_events(out)
     except MapError as exc:
         book.changes.clear()
-        out.events, out.rejection = [], exc.rejection
+        out.events, out.rejection, out.row_errors = [], exc.rejection, []
+    return out
+
+
+def check_identity(out: Translation, stored_digest: str | None, book: Book) -> Translation:
+    """Spec, "Identity for idempotency": a message whose identity (MSH-3, MSH-4, MSH-10) was
+    stored before with other content is not a retransmission. It gets ``AE`` and nothing of it
+    is stored (the shell dead-letters it with both digests); never ``AA`` for nothing stored."""
+    if stored_digest is None or not out.identity or stored_digest == out.digest:
+        return out
+    book.changes.clear()
+    out.events, out.row_errors = [], []
+    out.rejection = Rejection(
+        "AE", "MSH", "10", "conflicting control id: this sender already used it for a different message",
+        DUPLICATE_KEY)
     return out
 
 
@@ -94,4 +116,4 @@ def check_events(out: Translation) -> None:
             raise MapError("", result.field, f"event does not meet the contract: {result}", APPLICATION_ERROR)
 
 
-__all__ = ["Rejection", "Translation", "feed_of", "translate"]
+__all__ = ["Rejection", "Translation", "check_identity", "feed_of", "translate"]
