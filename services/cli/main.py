@@ -66,13 +66,15 @@ def _parser() -> argparse.ArgumentParser:
     service.add_argument("--users", help="board: users file (TOML with scrypt hashes)")
     service.add_argument("--lookback-hours", type=float, help="board: history read from the streams at start")
 
-    from ..gateway.cli import add_gateway_arguments, add_hl7_send_arguments
+    from ..gateway.cli import add_gateway_arguments, add_hl7_lint_arguments, add_hl7_send_arguments
 
     gateway = sub.add_parser("gateway", help="the HL7 v2 (MLLP) and FHIR R4 gateway in the foreground")
     add_gateway_arguments(gateway)
     hl7 = sub.add_parser("hl7", help="HL7 v2 tools")
     hl7_sub = hl7.add_subparsers(dest="hl7_command", required=True)
     add_hl7_send_arguments(hl7_sub.add_parser("send", help="send HL7 files over MLLP and print each ACK"))
+    add_hl7_lint_arguments(hl7_sub.add_parser(
+        "lint", help="map HL7 files (or FHIR .json) without a server and print what each row would become"))
 
     alerts = sub.add_parser("alerts", help="recent alerts and their state (raised, delivered, acknowledged, ...)")
     alerts.add_argument("--nats", help="NATS URL (default: $NATS_URL, else a running `up`)")
@@ -129,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .up import resolve_nats_url
 
             return run_gateway_service(args, settings, resolve_nats_url(args, settings))
+        case "hl7" if args.hl7_command == "lint":
+            from ..gateway.cli import run_hl7_lint
+
+            return run_hl7_lint(args)
         case "hl7":
             from ..gateway.sender import run_hl7_send
 

@@ -123,8 +123,9 @@ class Gateway:
         self.counts["ignored"] += result.ignored
         self.counts["rejected_rows"] += len(result.row_errors)
         fields: dict[str, Any] = {
-            "control_id": result.control_id, "sender": result.sender, "message_type": result.message_type,
-            "feed": result.feed, "ack": result.ack_code, "events": len(result.events) - duplicates,
+            "control_id": result.control_id, "sender": result.sender, "facility": result.facility,
+            "message_type": result.message_type, "feed": result.feed, "ack": result.ack_code,
+            "events": len(result.events) - duplicates,
             "duplicates": duplicates, "ignored": result.ignored,
             "patients": sorted({e["patient_id"] for e in result.events}),
             "event_ids": [e["event_id"] for e in result.events],

@@ -1,5 +1,5 @@
 """Command-line pieces for the lead to wire into ``infusion-monitor`` (and ``python -m
-services.gateway``): the ``gateway`` service and ``hl7 send``."""
+services.gateway``): the ``gateway`` service, ``hl7 send`` and ``hl7 lint``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ..runtime.settings import Settings
-from .config import GatewayConfig, MissingSecret
+from .config import SECRET_ENV, GatewayConfig, MissingSecret
 
 
 def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +29,43 @@ def add_hl7_send_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", type=Path, help="HL7 files (one or more messages each)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=2575)
+
+
+def add_hl7_lint_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", type=Path, help="HL7 files (one or more messages each) or FHIR .json")
+    parser.add_argument("--config", type=Path,
+                        help="the gateway's TOML configuration (default: $INFUSION_MONITOR_CONFIG)")
+    parser.add_argument("--site-tz", help="time zone of HL7 times without an offset (overrides the configuration)")
+
+
+LINT_SECRET = "hl7-lint-placeholder-secret"  # when no site secret is configured: keys are not the site's
+
+
+def run_hl7_lint(args: argparse.Namespace) -> int:
+    """``hl7 lint``: map files with the site's configuration, no server; print row by row."""
+    import os
+
+    from .lint import lint_files
+
+    env = dict(os.environ)
+    if args.config is not None:
+        env["INFUSION_MONITOR_CONFIG"] = str(args.config)
+    placeholder = not env.get(SECRET_ENV)
+    if placeholder:
+        env[SECRET_ENV] = LINT_SECRET
+    try:
+        config = GatewayConfig.load(env, site_timezone=args.site_tz)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}"
+                             for e in exc.errors(include_input=False, include_url=False))
+        print(f"infusion-monitor hl7 lint: bad configuration: {problems}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        print(f"infusion-monitor hl7 lint: {exc}", file=sys.stderr)
+        return 2
+    if placeholder:
+        print(f"(no {SECRET_ENV}: patient keys below use a placeholder secret, not the site's)")
+    return lint_files(list(args.files), config)
 
 
 def load_config(args: argparse.Namespace) -> GatewayConfig:
@@ -78,9 +115,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_gateway_arguments(sub.add_parser("run", help="run the gateway"))
     hl7 = sub.add_parser("send", help="send HL7 files over MLLP and print each ACK")
     add_hl7_send_arguments(hl7)
+    add_hl7_lint_arguments(sub.add_parser("lint", help="map HL7 files without a server and print each row's fate"))
     args = parser.parse_args(argv)
     if args.command == "send":
         from .sender import run_hl7_send
 
         return run_hl7_send(args.files, args.host, args.port)
+    if args.command == "lint":
+        return run_hl7_lint(args)
     return run_gateway_service(args, Settings.load())

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 SECRET_ENV = "INFUSION_MONITOR_PATIENT_KEY_SECRET"
 MIN_SECRET_LENGTH = 16
@@ -54,14 +54,14 @@ class SenderConfig(BaseModel):
     """One sending system's conventions (``docs/integrations.md``, "Per-sender configuration").
 
     A sender matches a message when ``application`` equals MSH-3 (the whole field, or any one
-    of its components: the model in MSH-3.1, the device's EUI-64 in MSH-3.2, ...) and, when
-    given, ``facility`` equals MSH-4 likewise; case-insensitive. An entry naming both beats
-    one naming the application only; among equals the first listed wins."""
+    of its components: the model in MSH-3.1, the device's EUI-64 in MSH-3.2, ...) and
+    ``facility`` equals MSH-4 likewise, each when given (at least one is); case-insensitive.
+    An entry naming both beats one naming one of them; among equals the first listed wins."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = ""  # a label for the operator (logs, ``hl7 lint``)
-    application: str = Field(min_length=1)
+    application: str | None = None
     facility: str | None = None
     #: zone of this sender's timestamps without an offset (when MSH-7 has none either)
     time_zone: str | None = None
@@ -83,10 +83,20 @@ class SenderConfig(BaseModel):
             ZoneInfo(value)
         return value
 
+    @model_validator(mode="after")
+    def _names_the_sender(self) -> SenderConfig:
+        if not (self.application or "").strip() and not (self.facility or "").strip():
+            raise ValueError("a sender entry needs an application (MSH-3) or a facility (MSH-4)")
+        return self
+
+    @property
+    def specificity(self) -> int:
+        return bool(self.application) + bool(self.facility)
+
     def matches(self, application: tuple[str, ...], facility: tuple[str, ...]) -> bool:
-        if self.application.strip().upper() not in application:
+        if self.application and self.application.strip().upper() not in application:
             return False
-        return self.facility is None or self.facility.strip().upper() in facility
+        return not self.facility or self.facility.strip().upper() in facility
 
 
 @dataclass(frozen=True)
@@ -178,7 +188,7 @@ class GatewayConfig(BaseModel):
         app = tuple(p.strip().upper() for p in application if p.strip())
         fac = tuple(p.strip().upper() for p in facility if p.strip())
         found = [s for s in self.senders if s.matches(app, fac)]
-        return max(found, key=lambda s: s.facility is not None, default=None)
+        return max(found, key=lambda s: s.specificity, default=None)
 
     def profile(self, application: tuple[str, ...], facility: tuple[str, ...]) -> SenderProfile:
         site = self.site_profile
@@ -186,7 +196,7 @@ class GatewayConfig(BaseModel):
         if sender is None:
             return site
         return SenderProfile(
-            name=sender.name or sender.application,
+            name=sender.name or sender.application or sender.facility or "",
             tz=ZoneInfo(sender.time_zone) if sender.time_zone else site.tz,
             zone_configured=sender.time_zone is not None,
             identifier_types={**site.identifier_types, **_types(sender.identifier_types)},

@@ -104,6 +104,7 @@ class Translation:
     row_errors: list[Rejection] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # logged and counted by the shell
     rows: list[RowTrace] = field(default_factory=list)
+    facility: str = ""  # MSH-4 as sent
     identity: str = ""  # hash of MSH-3, MSH-4, MSH-10: the idempotency key ("" when unparsed)
     digest: str = ""  # hash of the segments after MSH
     sender_name: str = ""  # the matching per-sender configuration entry
@@ -206,8 +207,8 @@ def parse(raw: bytes) -> Parsed:
     if not mtype:
         raise MapError("MSH", "9", "message type missing", REQUIRED_MISSING, "AR")
     sender = whole(msh, 3)
-    if not sender.strip("^& "):
-        raise MapError("MSH", "3", "sending application missing", REQUIRED_MISSING, "AR")
+    if not sender.strip("^& ") and not whole(msh, 4).strip("^& "):  # some monitors name themselves in MSH-4 only
+        raise MapError("MSH", "3", "sending application and facility missing", REQUIRED_MISSING, "AR")
     body = "\r".join(text.split("\r")[1:])
     digest = hashlib.sha256(body.encode()).hexdigest()
     return Parsed(message, text, sender, whole(msh, 4), control_id, f"{mtype}^{trigger}", value(msh, 12, 1), digest)

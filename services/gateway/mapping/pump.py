@@ -201,13 +201,16 @@ def map_pump(parsed: Parsed, config: GatewayConfig, book: Book, received_at: dat
         if is_event_row(coded(seg, 3)) and event_seg is None:
             event_seg, position = seg, n
             kind = event_kind(coded(seg, 5))
-            out.trace("OBX", n, code_text, "used" if kind != "other" else "ignored", f"event {kind}")
+            note = {"other": "event not used", "stop": "event stop: an infusion.ended (stopped) follows unless "
+                    "a START of the order comes within the grace"}.get(kind, f"event {kind}")
+            out.trace("OBX", n, code_text, "ignored" if kind == "other" else "used", note)
         elif mdc_term(coded(seg, 3)[1]) == DRUG_LABEL or mdc_term(coded(seg, 3)[0]) == DRUG_LABEL:
             drug_label = value(seg, 5, 1) or value(seg, 5, 2)
             out.trace("OBX", n, code_text, "used", "drug label")
         else:
-            out.trace("OBX", n, code_text, "structure" if not value(seg, 5) else "ignored",
-                      "" if not value(seg, 5) else "pump attribute not used")
+            valued = any(coded(seg, 5))
+            out.trace("OBX", n, code_text, "ignored" if valued else "structure",
+                      "pump attribute not used" if valued else "")
     pump_id = pump_ids[0] if pump_ids else None
     at = None
     if event_seg is not None:

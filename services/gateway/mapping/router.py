@@ -68,7 +68,8 @@ def translate(raw: bytes, config: GatewayConfig, book: Book, received_at: dateti
         return Translation(control_id, sender, mtype, rejection=exc.rejection, feed="unparsed")
     parsed = bind(parsed, config)
     out = Translation(parsed.control_id, parsed.sender, parsed.message_type, feed=feed_of(parsed),
-                      identity=parsed.identity, digest=parsed.digest, sender_name=parsed.settings.name)
+                      facility=parsed.facility, identity=parsed.identity, digest=parsed.digest,
+                      sender_name=parsed.settings.name)
     if parsed.zone_mismatch:
         out.warnings.append("zone-mismatch: the MSH-7 offset disagrees with the sender's configured time zone")
     try:
