@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from services.runtime.embedded import free_port
+from tests.gateway import corpus_support
 from tests.gateway.hl7msg import PCD01, PCD10, SECRET
 from tests.integration.live import stop_process
 
@@ -72,6 +73,21 @@ class GatewayProcess:
         if not self.log.closed:
             self.log.close()
         return self.proc.returncode
+
+
+def corpus_gateway(url: str, log_path: Path, **kwargs) -> GatewayProcess:
+    """A gateway configured as the conformance corpus's site (``corpus/gateway.toml``)."""
+    env = {"INFUSION_MONITOR_CONFIG": str(corpus_support.CONFIG), **kwargs.pop("env", {})}
+    return GatewayProcess(url, log_path, env=env, **kwargs)
+
+
+def corpus_messages(name: str, day: datetime | None = None) -> list[bytes]:
+    """The messages of a corpus file; with ``day``, moved from the corpus day to that date."""
+    folder = "fhir" if name.endswith(".json") else "hl7"
+    raws = corpus_support.messages(corpus_support.CORPUS / folder / name)
+    if day is not None:
+        raws = [raw.replace(b"20250310", day.strftime("%Y%m%d").encode()) for raw in raws]
+    return raws
 
 
 def hl7_time(minutes_ago: float) -> str:

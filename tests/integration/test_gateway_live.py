@@ -15,7 +15,10 @@ import pytest
 from services.gateway.mllp import MllpClient
 from services.gateway.sender import send_files
 from tests.gateway import fhirmsg as F
-from tests.gateway.live import GatewayProcess, ack_code, hl7_time, monitor_msg, patient_segment, pump_msg
+from tests.gateway.corpus_support import key_of
+from tests.gateway.live import (
+    GatewayProcess, ack_code, corpus_gateway, corpus_messages, hl7_time, monitor_msg, patient_segment, pump_msg,
+)
 from tests.integration.live import MonitorProcess, alerts, connect, stream_messages, wait_for
 
 pytestmark = pytest.mark.integration
@@ -236,3 +239,133 @@ async def test_fhir_invalid_resource_gets_an_operation_outcome_naming_the_elemen
         assert await inbound(js) == []
     finally:
         await nc.close()
+
+
+# -- issue 15: the conventions vendors send, over real sockets (corpus files, corpus site config) --
+
+@pytest.fixture
+async def site_gateway(nats_server, tmp_path):
+    """The gateway configured as the corpus site: Berlin, per-sender conventions."""
+    proc = corpus_gateway(nats_server.url, tmp_path / "gateway.log").start()
+    try:
+        await proc.ready()
+        yield proc
+    finally:
+        proc.stop()
+
+
+def log_lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+
+
+async def test_two_monitors_of_one_model_with_the_same_control_id_both_arrive(nats_server, site_gateway):
+    nc, js = await connect(nats_server.url)
+    try:
+        codes = await send_all(site_gateway.mllp_port, corpus_messages("11-two-monitors-same-model-same-control-id.hl7"))
+        assert codes == ["AA", "AA"]
+        events = await inbound(js)
+        assert sorted((e["patient_id"], e["spo2_pct"]) for e in events) == sorted(
+            [(key_of("HOSP|MRN10002"), 97.0), (key_of("HOSP|MRN10004"), 86.0)])  # the hypoxaemic one too
+    finally:
+        await nc.close()
+
+
+async def test_retransmission_is_a_logged_duplicate_and_a_reused_control_id_is_refused_even_after_a_restart(
+        nats_server, tmp_path):
+    first, again, reused = corpus_messages("12-monitor-reboot-reuses-control-id.hl7")
+    gateway = corpus_gateway(nats_server.url, tmp_path / "gw1.log").start()
+    restarted = None
+    nc, js = await connect(nats_server.url)
+    try:
+        await gateway.ready()
+        assert await send_all(gateway.mllp_port, [first, again, reused]) == ["AA", "AA", "AE"]
+        gateway.stop()
+        restarted = corpus_gateway(nats_server.url, tmp_path / "gw2.log", mllp_port=gateway.mllp_port).start()
+        await restarted.ready()
+        async with MllpClient("127.0.0.1", restarted.mllp_port) as client:  # the ledger outlives the process
+            ack = (await client.send(reused)).decode()
+        assert "\rMSA|AE|2|conflicting control id" in ack and "\rERR||MSH^1^10^1|205^" in ack
+        assert [e["spo2_pct"] for e in await inbound(js)] == [96.0]  # nothing of the reused id stored
+        [letter] = await stream_messages(js, "IM_GW_DLQ")
+        stored, received = letter.headers["Im-Digest-Stored"], letter.headers["Im-Digest-Received"]
+        assert stored != received and len(stored) == len(received) == 64
+        lines = log_lines(tmp_path / "gw1.log")
+        duplicate = [line for line in lines if line.get("event", "").startswith("hl7 message duplicate")]
+        assert [(d["control_id"], d["duplicates"], d["events"]) for d in duplicate] == [("2", 1, 0)]
+        assert not any(line.get("event") == "hl7 message stored" and line.get("duplicates") for line in lines)
+        conflicts = [line for line in lines if line.get("event") == "hl7 message conflicting control id"]
+        assert [(c["digest_stored"], c["digest_received"]) for c in conflicts] == [(stored, received)]
+    finally:
+        await nc.close()
+        gateway.stop()
+        if restarted is not None:
+            restarted.stop()
+
+
+async def test_a_utc_clocked_feed_in_a_berlin_site_gives_the_right_instants(nats_server, site_gateway):
+    nc, js = await connect(nats_server.url)
+    try:
+        utc_gateway = corpus_messages("13-utc-gateway-berlin-site.hl7")  # MSH-7 +0000, OBX-14 bare
+        no_offsets = corpus_messages("15-site-zone-without-offsets.hl7")  # no offset anywhere: Berlin
+        assert await send_all(site_gateway.mllp_port, utc_gateway + no_offsets) == ["AA", "AA"]
+        assert [e["occurred_at"] for e in await inbound(js)] == ["2025-03-10T09:29:30Z", "2025-03-10T08:20:00Z"]
+    finally:
+        await nc.close()
+
+
+async def test_an_annotated_unit_keeps_the_row_and_one_bad_row_is_refused_alone(nats_server, site_gateway):
+    nc, js = await connect(nats_server.url)
+    try:
+        [raw] = corpus_messages("18-annotated-units-beside-a-bad-row.hl7")
+        async with MllpClient("127.0.0.1", site_gateway.mllp_port) as client:
+            ack = (await client.send(raw)).decode()
+        assert "\rMSA|AE|GW200018|" in ack and "\rERR||OBX^6^6^1|103^" in ack
+        [event] = await inbound(js)
+        assert (event["heart_rate_bpm"], event["respiratory_rate_bpm"], event["systolic_mmhg"]) == (112.0, 24.0, 96.0)
+        assert "temperature_c" not in event
+        [letter] = await stream_messages(js, "IM_GW_DLQ")  # the refused row stays inspectable
+        assert letter.data == raw and letter.headers["Im-Field"] == "OBX[6]-6"
+    finally:
+        await nc.close()
+
+
+async def test_an_si_liver_panel_with_molar_bilirubin_feeds_hys_law_end_to_end(nats_server, monitor, site_gateway):
+    nc, js = await connect(nats_server.url)
+    try:
+        yesterday = datetime.now(UTC) - timedelta(days=1)
+        panel = corpus_messages("61-si-liver-panel-14631-6.hl7", day=yesterday)
+        assert await send_all(site_gateway.mllp_port, panel) == ["AA"]
+        assert "14631-6" in {e["code"] for e in await inbound(js)}
+        patient = key_of("HOSP|MRN10001")
+
+        async def liver_injury():
+            found = [a for a in await alerts(js) if a["type"] == "alert.raised" and a["patient_id"] == patient
+                     and a["kind"] == "discontinue.liver_injury"]
+            return found[0] if found else None
+
+        alert = await wait_for(liver_injury, timeout=30)
+        assert alert["rule"] == "L6" and alert["severity"] == "critical"
+        assert alert["evidence"]["bilirubin_umol_l"]["value"] == 55.0
+    finally:
+        await nc.close()
+
+
+async def test_a_pi_feed_is_refused_until_configured_then_works(nats_server, tmp_path):
+    [raw] = corpus_messages("24-pi-identifier-configured.hl7")
+    plain = GatewayProcess(nats_server.url, tmp_path / "gw-plain.log").start()
+    configured = None
+    nc, js = await connect(nats_server.url)
+    try:
+        await plain.ready()
+        assert await send_all(plain.mllp_port, [raw]) == ["AE"]  # PI is not a record number by default
+        plain.stop()
+        configured = corpus_gateway(nats_server.url, tmp_path / "gw-site.log").start()
+        await configured.ready()
+        assert await send_all(configured.mllp_port, [raw]) == ["AA"]
+        [event] = await inbound(js)
+        assert event["patient_id"] == key_of("HOSP|MRN10001")  # the same key as the patient's MR
+    finally:
+        await nc.close()
+        plain.stop()
+        if configured is not None:
+            configured.stop()
