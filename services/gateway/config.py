@@ -24,7 +24,7 @@ from datetime import timedelta, tzinfo
 from functools import cached_property
 from dataclasses import dataclass
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -40,6 +40,14 @@ class MissingSecret(ValueError):
 DEFAULT_IDENTIFIER_TYPES = ("MR",)
 ANY_AUTHORITY = "*"
 Feed = Literal["vitals", "pump", "lab", "adt"]
+
+
+def known_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
+    return name
 
 
 def _upper_keys(table: dict[str, Any]) -> dict[str, Any]:
@@ -79,9 +87,7 @@ class SenderConfig(BaseModel):
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            ZoneInfo(value)
-        return value
+        return None if value is None else known_zone(value)
 
     @model_validator(mode="after")
     def _names_the_sender(self) -> SenderConfig:
@@ -165,8 +171,7 @@ class GatewayConfig(BaseModel):
     @field_validator("site_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        ZoneInfo(value)
-        return value
+        return known_zone(value)
 
     @field_validator("pump_bindings")
     @classmethod

@@ -369,3 +369,14 @@ async def test_a_pi_feed_is_refused_until_configured_then_works(nats_server, tmp
         plain.stop()
         if configured is not None:
             configured.stop()
+
+
+async def test_a_sender_clock_disagreeing_with_its_zone_is_warned_once_per_connection(nats_server, site_gateway,
+                                                                                    tmp_path):
+    [raw] = corpus_messages("16-zone-mismatch-warning.hl7")  # MSH-7 +0100 from a sender configured as UTC
+    again = raw.replace(b"|4|P|2.6|", b"|40|P|2.6|").replace(b"|94|", b"|93|")
+    assert await send_all(site_gateway.mllp_port, [raw, again]) == ["AA", "AA"]
+    assert await send_all(site_gateway.mllp_port, [raw]) == ["AA"]  # a new connection (a retransmission)
+    warnings = [line for line in log_lines(tmp_path / "gateway.log") if line.get("event") == "hl7 message warning"]
+    assert [(w["control_id"], w["warning"].split(":")[0]) for w in warnings] == [
+        ("4", "zone-mismatch"), ("4", "zone-mismatch")]

@@ -540,3 +540,26 @@ async def test_a_partitioned_monitor_instance_runs_under_the_monitor_user(secure
         await operator.close()
         instance.stop()
     assert "Permissions Violation" not in instance.log_path.read_text()
+
+
+async def test_the_gateway_opens_its_state_and_its_message_ledger_with_its_own_permissions(secure):
+    """The message ledger (issue 15: identity -> content digest) is the gateway's own bucket."""
+    from services.gateway.store import GatewayStore, MessageLedger
+
+    gateway = await secure.connect("gateway")
+    try:
+        js = gateway.nc.jetstream(timeout=5.0)
+        await (await GatewayStore.open(js, "im-state-gateway")).load()
+        ledger = await MessageLedger.open(js, "im-state-gateway-msgids", 30 * 86400)
+        await ledger.record("id-1", "d" * 64)
+        assert await ledger.digest("id-1") == "d" * 64
+        assert await ledger.digest("id-2") is None
+    finally:
+        await gateway.close()
+    assert not [e for e in gateway.errors if "permissions violation" in e]
+    monitor = await secure.connect("monitor")
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - denied: a timeout or a permission error
+            await monitor.js.key_value("im-state-gateway-msgids")
+    finally:
+        await monitor.close()
