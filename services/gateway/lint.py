@@ -129,8 +129,9 @@ def _short(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def lint_files(files: list[Path], config: GatewayConfig, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+def lint_files(files: list[Path], config: GatewayConfig, out: TextIO | None = None, err: TextIO | None = None,
                received_at: datetime | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
     linter = Linter(config, received_at or datetime.now(UTC), out=out)
     worst = 0
     for path in files:

@@ -108,3 +108,17 @@ def test_hl7_lint_prints_the_verdicts_row_by_row_and_no_identity():
     assert "message REJECTED (ERR MSH^1^10^1, 205): conflicting control id" in text
     secrets = {s for path in FILES for s in C.identifying_strings(path)}
     assert [s for s in secrets if s in text] == []
+
+
+def test_the_cli_verb_lints_files_with_the_site_configuration(capsys, monkeypatch):
+    from services.cli.main import main
+
+    monkeypatch.delenv("INFUSION_MONITOR_PATIENT_KEY_SECRET", raising=False)
+    files = [str(C.CORPUS / "hl7" / name) for name in ("13-utc-gateway-berlin-site.hl7", "25-pi-identifier-not-configured.hl7")]
+    assert main(["hl7", "lint", *files, "--config", str(C.CONFIG)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("(no INFUSION_MONITOR_PATIENT_KEY_SECRET: patient keys below use a placeholder secret")
+    assert "used: spo2_pct = 89 at 2025-03-10T09:29:30Z" in out and "(ERR PID^1^3^1, 101)" in out
+    assert out.rstrip().endswith("1 AA, 1 AE, 0 AR")
+    assert main(["hl7", "lint", str(C.CORPUS / "hl7" / "13-utc-gateway-berlin-site.hl7"), "--site-tz", "Mars/Base"]) == 2
+    assert main(["hl7", "lint", str(C.CORPUS / "missing.hl7")]) == 2
