@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from .base import CalendarDate, EventTime, FreeText, PatientEvent, SessionId, ShortText, Event
-from .outbound import AlertAcknowledged, AlertResolved
+from .outbound import AlertAcknowledged, AlertDelivery, AlertResolved
 from .vocab import ContraindicationReason, InfusionOutcome, Symptom
 
 NATALIZUMAB = "natalizumab"
@@ -206,12 +206,13 @@ InboundEvent = Annotated[
     | HypersensitivityRuledOut
     | ContraindicationCleared
     | ClockTick
-    # the alert lifecycle (contract.md: "in"): accepted so a replay log may carry acknowledgements
-    # and clearings for the paging bridge; the monitor's cores do not handle them (they only
+    # the alert lifecycle (contract.md: "in"): accepted so a replay log may carry acknowledgements,
+    # clearings and delivery outcomes (an undeliverable page escalates) for the paging bridge; the monitor's cores do not handle them (they only
     # move event time like any other line). Not in INBOUND_MODELS: the monitor does not
     # subscribe to them (they travel on im.alert.>).
     | AlertAcknowledged
-    | AlertResolved,
+    | AlertResolved
+    | AlertDelivery,
     Field(discriminator="type"),
 ]
 INBOUND_MODELS: tuple[type[Event], ...] = (

@@ -16,6 +16,7 @@ from .vocab import (
     AckVia,
     AlertKind,
     ContraindicationReason,
+    DeliveryState,
     DueReason,
     ResolveReason,
     Rule,
@@ -74,6 +75,26 @@ class AlertResolved(PatientEvent):
     by: ShortText | None = None
 
 
+PageAction = Literal["trigger", "acknowledge", "resolve"]
+
+
+class AlertDelivery(PatientEvent):
+    """Where one destination's copy of an alert got: published by the paging bridge's delivery
+    (sent, retrying, failed) and by its IHE PCD-05 listener (what the alarm manager reports).
+    A trigger that ``failed``, was ``rejected`` or is ``undeliverable`` escalates the alert at once."""
+
+    type: Literal["alert.delivery"]
+    alert_id: Annotated[str, Field(min_length=1, max_length=256)]
+    destination: Annotated[str, Field(min_length=1, max_length=128)]
+    state: DeliveryState
+    event_action: PageAction | None = Field(default=None, description="the request it is about (bridge states)")
+    page_event_id: Annotated[str, Field(max_length=256)] | None = Field(
+        default=None, description="the page.requested it is about (bridge states)")
+    attempts: Annotated[int, Field(ge=0)] | None = None
+    reason: ShortText | None = Field(default=None, description="error class, ACK code or status text; never a body")
+    by: ShortText | None = Field(default=None, description="the recipient an alarm manager named (PCD-05 PRT)")
+
+
 # --- the paging bridge (services/pager): escalations and deliveries, kept in IM_AUDIT -------
 
 
@@ -100,16 +121,20 @@ class PageRequested(OutboundEvent):
     alert_id: str
     dedup_key: str
     destination: str
-    adapter: Literal["pagerduty", "webhook"]
+    adapter: Literal["pagerduty", "webhook", "acm", "fhir"]
     route: str
     tier: int = Field(description="1-based tier; the failsafe is one past the last tier")
     failsafe: bool = False
-    event_action: Literal["trigger", "acknowledge", "resolve"]
+    event_action: PageAction
     sequence: int = Field(description="n-th request of this alert to this destination (re-pages count up)")
     severity: Severity
     alert: dict[str, Any] = Field(description="the alert.raised event as the contract defines it")
     lifecycle: dict[str, Any] | None = Field(
         default=None, description="the alert.acknowledged / alert.resolved event an acknowledge / resolve relays")
+    superseded_severity: Severity | None = Field(
+        default=None, description="the severity of the alert this one supersedes (IHE ACM: escalate or update)")
+    acknowledged_by: str | None = Field(
+        default=None, description="who acknowledged the alert, once someone has (FHIR: the request's note)")
 
 
 class PageAttempted(OutboundEvent):
@@ -121,11 +146,29 @@ class PageAttempted(OutboundEvent):
     alert_id: str
     dedup_key: str
     destination: str
-    event_action: Literal["trigger", "acknowledge", "resolve"]
+    event_action: PageAction
     attempt: int
     delivered: bool
     status_code: int | None = None
     error: str | None = Field(default=None, description="the error class (timeout, refused, ...), never a body")
+
+
+class OperatorCondition(OutboundEvent):
+    """A condition about the product itself began (``active``) or ended, as a shell observed it
+    (a paging destination down past its cap; later: a silent service). The pager core turns it
+    into an operator alert (``kind`` ``system.*``) with its own lifecycle: one open alert per
+    condition and subject, resolved when the condition ends. Filed under the operator key."""
+
+    type: Literal["operator.condition"] = "operator.condition"
+    patient_id: str = Field(description="the operator key (`_operator`), never a patient's")
+    kind: AlertKind = Field(description="a `system.*` alert kind")
+    subject: Annotated[str, Field(min_length=1, max_length=128)] = Field(
+        description="what it is about, e.g. the destination's name")
+    active: bool
+    severity: Severity = Severity.HIGH
+    summary: ShortText = ""
+    action: ShortText = ""
+    evidence: dict[str, Any] = Field(default_factory=dict)
 
 
 # --- internal facts ---------------------------------------------------------------------------
@@ -202,8 +245,8 @@ OUTBOUND_MODELS: tuple[type[OutboundEvent], ...] = (
     AntibodyResulted,
     AntibodyPersistence,
 )
-LIFECYCLE_MODELS = (AlertAcknowledged, AlertResolved)
-PAGER_MODELS: tuple[type[OutboundEvent], ...] = (AlertEscalated, PageRequested, PageAttempted)
+LIFECYCLE_MODELS = (AlertAcknowledged, AlertResolved, AlertDelivery)
+PAGER_MODELS: tuple[type[OutboundEvent], ...] = (AlertEscalated, PageRequested, PageAttempted, OperatorCondition)
 
 __all__ = [m.__name__ for m in OUTBOUND_MODELS + LIFECYCLE_MODELS + PAGER_MODELS] + ["EventTime"]
 

@@ -160,6 +160,9 @@ class AlertKind(str, Enum):
     ADVERSE_DEPRESSION = "adverse_event.depression"
     ADVERSE_CHOLELITHIASIS = "adverse_event.cholelithiasis"
     ADVERSE_OTHER = "adverse_event.other"
+    # operator alerts (``system.*``): about the product itself, raised by the paging bridge and
+    # routed to the operator destinations (``docs/paging.md``, "Operator alerts"), never clinical
+    SYSTEM_DESTINATION_DOWN = "system.destination_down"
 
 
 class Rule(str, Enum):
@@ -203,6 +206,7 @@ class Rule(str, Enum):
     A5 = "A5"
     A6 = "A6"
     A7 = "A7"
+    SYS = "SYS"  # an operator alert (``system.*`` kinds): the product's own health, not a clinical rule
 
 
 class ContraindicationReason(str, Enum):
@@ -241,3 +245,26 @@ class ResolveReason(str, Enum):
     SESSION_CLOSED = "session_closed"
     CLEARED = "cleared"
     SUPERSEDED = "superseded"
+
+
+class DeliveryState(str, Enum):
+    """Where one destination's copy of an alert got (``alert.delivery``, ``docs/paging.md``).
+
+    The first three come from the bridge's own delivery; the rest are what an alarm manager
+    reports back over IHE PCD-05 (received by it, delivered to a clinician's device, read,
+    accepted or rejected by the clinician, undeliverable, cancelled)."""
+
+    SENT = "sent"  # the destination accepted the request (HTTP 2xx, HL7 ACK AA)
+    RETRYING = "retrying"  # a request failed and is being retried with the same key
+    FAILED = "failed"  # not delivered: refused for good, or the destination is down past its cap
+    RECEIVED = "received"
+    DELIVERED = "delivered"
+    READ = "read"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    UNDELIVERABLE = "undeliverable"
+    CANCELLED = "cancelled"
+
+
+#: a trigger in one of these states reached nobody at that destination: the alert escalates at once
+ESCALATING_STATES = frozenset({DeliveryState.FAILED, DeliveryState.REJECTED, DeliveryState.UNDELIVERABLE})

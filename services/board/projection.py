@@ -24,7 +24,7 @@ from ..engine.config import MonitorConfig
 from ..engine.core import Context
 from ..engine.cores import all_cores
 from .labels import format_values
-from .state import BoardAlert, BoardPatient, BoardSession, Entry, Vitals
+from .state import BoardAlert, BoardPatient, BoardSession, Delivery, Entry, Vitals
 
 TIMELINE_MAX = 400  # entries kept per session (a session has a few dozen)
 RECENT_READINGS = 4
@@ -36,7 +36,7 @@ class BoardProjection:
     state_model: ClassVar[type] = BoardPatient
     handles: ClassVar[frozenset[str]] = frozenset({
         "patient.profile", "infusion.started", "infusion.ended", "vitals.recorded",
-        "alert.raised", "alert.acknowledged", "alert.resolved", "alert.escalated",
+        "alert.raised", "alert.acknowledged", "alert.resolved", "alert.escalated", "alert.delivery",
         "session.closed", "patient.contraindicated", "patient.contraindication_lifted",
         "antibody.persistence", "reexposure.recorded",
     })
@@ -64,6 +64,12 @@ class BoardProjection:
                     self._note(st, alert.session_id, event.occurred_at, event.type,
                                f"Escalated to {'the failsafe' if event.failsafe else f'tier {event.to_tier}'}",
                                alert.severity, alert.alert_id)
+            case "alert.delivery":
+                alert = st.alerts.get(event.alert_id)
+                known = alert.deliveries.get(event.destination) if alert is not None else None
+                if alert is not None and (known is None or event.occurred_at >= known.at):
+                    alert.deliveries[event.destination] = Delivery(
+                        _value(event.state), event.occurred_at, event.by, event.reason)
             case "session.closed":
                 session = self._session(st, event.session_id)
                 if session.closed_at is None:

@@ -42,6 +42,17 @@ class BoardAlert:
     resolve_reason: str | None = None
     escalated_tier: int = 0  # the highest tier the pager escalated it to (0: never)
     failsafe: bool = False
+    deliveries: dict[str, Delivery] = field(default_factory=dict)  # destination -> its latest alert.delivery
+
+
+@dataclass(slots=True)
+class Delivery:
+    """Where one paging destination's copy of an alert got (``alert.delivery``)."""
+
+    state: str  # sent, retrying, failed, received, delivered, read, accepted, rejected, undeliverable, cancelled
+    at: datetime
+    by: str | None = None  # the recipient an alarm manager named
+    reason: str | None = None
 
 
 @dataclass(slots=True)

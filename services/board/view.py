@@ -67,6 +67,7 @@ class AlertView:
     resolve_reason: str | None = None
     escalation: str | None = None  # "tier 2", "failsafe"
     outside_window: bool = False
+    deliveries: tuple[str, ...] = ()  # per destination: "pd1 sent", "acm accepted by nurse-7", ...
 
     @property
     def severity_label(self) -> str:
@@ -197,8 +198,19 @@ def alert_view(patient_id: str, a: BoardAlert, alerts: Mapping[str, BoardAlert])
         alert_id=a.alert_id, patient_id=patient_id, session_id=a.session_id, severity=a.severity, rule=a.rule,
         kind=a.kind, summary=a.summary, action=a.action, raised_at=a.raised_at, state=state,
         acknowledged_by=a.acknowledged_by, acknowledged_at=a.acknowledged_at, resolve_reason=a.resolve_reason,
-        escalation=escalation, outside_window=a.outside_window,
+        escalation=escalation, outside_window=a.outside_window, deliveries=delivery_texts(a),
     )
+
+
+def delivery_texts(a: BoardAlert) -> tuple[str, ...]:
+    """Each destination's state, e.g. ``pd1 sent``, ``acm accepted by nurse-7``, ``pd2 failed``."""
+    out = []
+    for dest, d in sorted(a.deliveries.items()):
+        text = f"{dest} {d.state}"
+        if d.by:
+            text += f" by {d.by}"
+        out.append(text)
+    return tuple(out)
 
 
 def _by_severity(alerts: Iterable[AlertView]) -> list[AlertView]:
@@ -326,7 +338,8 @@ def _revision(tile: TileView) -> str:
     parts = [tile.phase, tile.phase_note, tile.phase_clock.text if tile.phase_clock else "",
              tile.last_vitals_text or "", tile.vitals_age.text if tile.vitals_age else "", tile.vitals_due_state,
              tile.vitals_due_text, tile.outcome_text, *(f.text for f in tile.flags),
-             *(f"{a.alert_id}:{a.state}:{a.escalation}" for a in (*tile.open_alerts, *tile.acknowledged_alerts))]
+             *(f"{a.alert_id}:{a.state}:{a.escalation}:{'/'.join(a.deliveries)}"
+               for a in (*tile.open_alerts, *tile.acknowledged_alerts))]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
 
 
@@ -447,7 +460,8 @@ def render_text(view: BoardView, config: MonitorConfig) -> str:
                 lines.append("      flags: " + "; ".join(f.text for f in t.flags))
             for a in t.open_alerts:
                 lines.append(f"      [{a.severity_label}] {a.rule} open: {a.summary}"
-                             + (f" (escalated: {a.escalation})" if a.escalation else ""))
+                             + (f" (escalated: {a.escalation})" if a.escalation else "")
+                             + (f" [paged: {'; '.join(a.deliveries)}]" if a.deliveries else ""))
             for a in t.acknowledged_alerts:
                 lines.append(f"      [{a.severity_label}] {a.rule} acknowledged by {a.acknowledged_by}: {a.summary}")
     return "\n".join(lines) + "\n"

@@ -6,6 +6,9 @@
   carry only ``routing_key``, ``event_action`` and ``dedup_key``, as the API wants.
 - ``webhook``: the contract's event itself: ``alert.raised`` for a trigger (a re-page sends it
   again), ``alert.acknowledged`` / ``alert.resolved`` for acknowledge / resolve.
+- ``fhir``: a FHIR R4 ``CommunicationRequest`` (``fhir.py``), ``PUT`` as a conditional update.
+
+(``acm`` is not HTTP: ``acm.py`` builds its HL7 messages.)
 
 Every request carries ``Idempotency-Key`` = the ``page.requested`` event id (the same on every
 retry and after a restart) and ``X-Im-*`` headers naming the action, dedup key, tier and sequence.
@@ -21,6 +24,7 @@ from urllib.parse import quote
 from schemas.outbound import PageRequested
 from schemas.vocab import Severity
 
+from .fhir import communication_request, request_path
 from .routes import PAGERDUTY_SEVERITY, Destination, PagerRoutes
 
 SUMMARY_MAX = 1024  # PagerDuty truncates longer summaries
@@ -31,6 +35,7 @@ class Request:
     url: str
     headers: dict[str, str]
     body: bytes
+    method: str = "POST"
 
 
 def _header(text: str) -> str:
@@ -93,13 +98,19 @@ def webhook_body(page: PageRequested) -> dict[str, Any]:
 
 def build_request(page: PageRequested, destination: Destination, routes: PagerRoutes,
                   env: dict[str, str] | None = None) -> Request:
+    url, method, content_type = destination.url, "POST", "application/json"
     if destination.adapter == "pagerduty":
         body = pagerduty_body(page, routes, destination.routing_key(env))
-    else:
+    elif destination.adapter == "webhook":
         body = webhook_body(page)
+    elif destination.adapter == "fhir":
+        body = communication_request(page)
+        url, method, content_type = f"{destination.url.rstrip('/')}/{request_path(page.alert_id)}", "PUT", "application/fhir+json"
+    else:
+        raise ValueError(f"adapter {destination.adapter!r} does not speak HTTP")
     headers = {
         **destination.extra_headers(env),
-        "Content-Type": "application/json",
+        "Content-Type": content_type,
         "Idempotency-Key": page.event_id,
         "X-Im-Event-Id": page.event_id,
         "X-Im-Alert-Id": _header(page.alert_id),
@@ -109,4 +120,4 @@ def build_request(page: PageRequested, destination: Destination, routes: PagerRo
         "X-Im-Tier": str(page.tier),
         "X-Im-Sequence": str(page.sequence),
     }
-    return Request(destination.url, headers, json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
+    return Request(url, headers, json.dumps(body, separators=(",", ":"), sort_keys=True).encode(), method)

@@ -1,4 +1,6 @@
-"""The bridge's live shell: two durable pull consumers -> PagerRunner -> HTTP -> KV -> ack.
+"""The bridge's live shell: two durable pull consumers -> PagerRunner -> KV -> ack -> one
+delivery queue per destination (HTTP, MLLP), plus the acknowledgement endpoint and the IHE ACM
+status listeners.
 
 Run with ``infusion-monitor service pager`` (``up`` supervises it). Consumers, on the
 connection of a FastStream broker like the monitor worker (plain nats-py pull loops; see
@@ -11,8 +13,11 @@ connection of a FastStream broker like the monitor worker (plain nats-py pull lo
 A new durable starts at the wall clock minus ``lookback_minutes`` (so a bridge deployed onto a
 400-day alert stream does not page its history); after that it keeps its position. The engine
 (``PagerCore`` only) keeps its state in the KV bucket ``{ns}-state-pager``. ``clock="wall"``:
-APScheduler moves the engine clock every ``tick_seconds`` (re-pages, escalations).
-The acknowledgement endpoint (``ack.py``) is served by uvicorn on ``ack_bind`` (``None``: off).
+APScheduler moves the engine clock every ``tick_seconds`` (re-pages, escalations); a tick
+waits for the lock (held for a batch's decode-store-ack only, never for a delivery), so timers
+run on the clock whatever the destinations do. The acknowledgement endpoint (``ack.py``) is
+served by uvicorn on ``ack_bind`` (``None``: off); each ``acm`` destination with a
+``status_listen`` gets a PCD-05 listener (``acm_listener.py``).
 """
 
 from __future__ import annotations
@@ -41,8 +46,10 @@ from ..runtime.settings import Settings, nats_servers
 from ..runtime.streams import ensure_consumer, ensure_streams
 from ..worker.store import StateStore
 from .ack import ack_app
+from .acm_listener import AcmStatusListener
 from .core import PagerCore
-from .delivery import Deliverer
+from .delivery import Dispatcher, make_dispatcher
+from .reports import Reports
 from .routes import PagerRoutes
 from .runner import SERVICE, PagerRunner
 
@@ -51,7 +58,7 @@ DURABLE_ALERTS = "pager"
 DURABLE_SESSIONS = "pager-sessions"
 IDLE_WAIT_S = 1.0
 TOP_UP_WAIT_S = 0.002
-ACK_WAIT_S = 60.0  # long retries send in_progress() to keep their batch
+ACK_WAIT_S = 60.0  # redelivery of an unacked batch after a crash (a batch never waits for a delivery)
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,9 @@ class RunningPager:
     runner: PagerRunner
     failed: asyncio.Future[BaseException]
     ack_url: str | None
+    dispatcher: Dispatcher
+    reports: Reports
+    acm_status: dict[str, tuple[str, int]]  # acm destination -> address of its PCD-05 listener
 
 
 def _fail(failed: asyncio.Future[BaseException], exc: BaseException, log: Any, what: str) -> None:
@@ -146,7 +156,8 @@ async def _consume(sub: Any, stream: str, runner: PagerRunner, failed: asyncio.F
 async def run_pager(settings: Settings, nats_url: str, routes: PagerRoutes, names: Names = Names(),
                     clock: str = "wall", *, pager: PagerSettings | None = None,
                     tick_seconds: float | None = None,
-                    http_client: httpx.AsyncClient | None = None) -> AsyncIterator[RunningPager]:
+                    http_client: httpx.AsyncClient | None = None,
+                    worker_options: dict[str, Any] | None = None) -> AsyncIterator[RunningPager]:
     """The bridge, running until the context exits. ``pager``: its settings (default: from the
     environment); ``http_client``: for tests (default: a fresh client)."""
     pager = pager or PagerSettings.load()
@@ -169,18 +180,43 @@ async def run_pager(settings: Settings, nats_url: str, routes: PagerRoutes, name
         engine = Engine(settings.monitor, [PagerCore(routes)], stored.records,
                         clock=datetime.fromisoformat(clock_at) if clock_at else None,
                         timer_seq=int(stored.meta.get("timer_seq", 0)))
-        deliverer = Deliverer(routes, client, log, env=pager.env or None)
-        runner = PagerRunner(engine, js, names, store, deliverer, log, stored.meta)
+        runner_box: list[PagerRunner] = []
+
+        async def observe(event: Any) -> None:
+            await runner_box[0].observe(event)
+
+        reports = Reports(js, names, observe, log, failed)
+        dispatcher = make_dispatcher(routes, client, settings.monitor, reports, log, env=pager.env or None,
+                                     **(worker_options or {}))
+        runner = PagerRunner(engine, js, names, store, dispatcher.submit, log, stored.meta)
+        runner_box.append(runner)
         for stream, (durable, _) in subjects.items():
             if stream not in runner.cursors:
                 runner.cursors[stream] = await initial_cursor(js, stream, durable)
+        reports.start()
+        dispatcher.start()
+        stack.push_async_callback(reports.stop)
+        stack.push_async_callback(dispatcher.stop)
+        backlog = runner.pending_pages()
+        dispatcher.submit(backlog)  # the outboxes: requests a previous run did not get delivered
         log.info("pager starting", patients=len(stored.records), clock=clock_at, clock_mode=clock,
-                 routes=[r.name for r in routes.routes], destinations=sorted(routes.destinations))
+                 routes=[r.name for r in routes.routes], destinations=sorted(routes.destinations),
+                 pending_requests=len(backlog))
+
+        async def publish_events(events: list[Any]) -> None:
+            await asyncio.gather(*(js.publish(names.outbound(e.type, e.patient_id),
+                                              e.model_dump_json(exclude_none=True).encode(),
+                                              headers={"Nats-Msg-Id": e.event_id}) for e in events))
 
         async def publish_ack(event: AlertAcknowledged) -> None:
-            await js.publish(names.outbound(event.type, event.patient_id),
-                             event.model_dump_json(exclude_none=True).encode(),
-                             headers={"Nats-Msg-Id": event.event_id})
+            await publish_events([event])
+
+        acm_status: dict[str, tuple[str, int]] = {}
+        for name, dest in routes.destinations.items():
+            if dest.adapter == "acm" and dest.acm_settings.status_listen:
+                listener = AcmStatusListener(name, dest, runner.locate, publish_events, log)
+                acm_status[name] = await listener.start()
+                stack.push_async_callback(listener.stop)
 
         server = server_task = None
         ack_url = None
@@ -196,8 +232,6 @@ async def run_pager(settings: Settings, nats_url: str, routes: PagerRoutes, name
             scheduler = AsyncIOScheduler(timezone=UTC)
 
             async def wall_tick() -> None:
-                if runner.lock.locked():
-                    return  # a batch is delivering: the next tick moves the clock
                 try:
                     await runner.advance(datetime.now(UTC))
                 except Exception as exc:
@@ -213,13 +247,14 @@ async def run_pager(settings: Settings, nats_url: str, routes: PagerRoutes, name
             subs.append(sub)
             tasks.append(asyncio.create_task(_consume(sub, stream, runner, failed, log)))
         try:
-            yield RunningPager(broker, runner, failed, ack_url)
+            yield RunningPager(broker, runner, failed, ack_url, dispatcher, reports, acm_status)
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
             await stop_consuming(tasks, subs)
             await stop_http(server, server_task)
-            log.info("pager stopping", processed=runner.processed, delivered=runner.delivered)
+            log.info("pager stopping", processed=runner.processed, requested=runner.requested,
+                     delivered=dispatcher.sent)
 
 
 def run_pager_service(nats_url: str, settings: Settings, pager: PagerSettings | None = None) -> int:

@@ -2,8 +2,12 @@
 
 The bridge writes to ``{NS}_AUDIT`` (``{ns}.audit.<patient>.<type>``) every lifecycle change it
 applied (``alert.raised``, ``alert.acknowledged``, ``alert.resolved``, ``alert.escalated``),
-every ``page.requested`` and every delivery attempt (``page.attempted``). Folding them gives an
-alert's state, the furthest it got: raised < delivered < escalated < acknowledged < resolved.
+every ``page.requested``, every delivery attempt (``page.attempted``) and every delivery state
+(``alert.delivery``: sent, retrying, failed, and what an alarm manager reported: received,
+delivered, read, accepted, rejected, undeliverable). Folding them gives an alert's state, the
+furthest it got: raised < delivered < escalated < acknowledged < resolved, and each
+destination's state (its latest ``alert.delivery``, e.g. ``pd1 sent``, ``acm accepted by
+nurse-7``, ``pd2 failed (destination_down)``).
 """
 
 from __future__ import annotations
@@ -40,11 +44,25 @@ class AlertStatus:
     acknowledged_by: str | None = None
     resolve_reason: str | None = None
     last_change: str = ""
+    deliveries: dict[str, str] = field(default_factory=dict)  # destination -> its latest delivery state
+
+    def delivery_text(self) -> str:
+        return ", ".join(f"{dest} {state}" for dest, state in self.deliveries.items()) or "-"
 
     def advance(self, state: str, at: str) -> None:
         if STATE_ORDER[state] >= STATE_ORDER[self.state]:
             self.state = state
         self.last_change = max(self.last_change, at)
+
+
+def delivery_label(ev: dict[str, Any]) -> str:
+    """``sent``, ``accepted by nurse-7``, ``failed (destination_down)``, ``retrying (connect)``."""
+    label = str(ev.get("state", "?"))
+    if ev.get("by"):
+        label += f" by {ev['by']}"
+    elif ev.get("reason") and label in ("failed", "retrying", "rejected", "undeliverable"):
+        label += f" ({ev['reason']})"
+    return label
 
 
 def fold(events: Iterable[dict[str, Any]]) -> dict[str, AlertStatus]:
@@ -71,6 +89,10 @@ def fold(events: Iterable[dict[str, Any]]) -> dict[str, AlertStatus]:
                             status.destinations.append(ev.get("destination"))
                 else:
                     status.failed_attempts += 1
+            case "alert.delivery":
+                dest = ev.get("destination")
+                if isinstance(dest, str):
+                    status.deliveries[dest] = delivery_label(ev)
             case "alert.escalated":
                 status.advance(ESCALATED, at)
             case "alert.acknowledged":
@@ -122,14 +144,15 @@ async def recent_alerts(js: JetStreamContext, names: Names = Names(), limit: int
 
 
 def render(statuses: list[AlertStatus]) -> str:
-    header = ("raised_at", "state", "severity", "rule", "patient", "alert_id", "delivered to", "ack by / resolved")
+    header = ("raised_at", "state", "severity", "rule", "patient", "alert_id", "delivered to", "ack by / resolved",
+              "per destination")
     rows = [header]
     for s in statuses:
         closing = s.resolve_reason or s.acknowledged_by or ""
         if s.resolve_reason and s.acknowledged_by:
             closing = f"{s.acknowledged_by} / {s.resolve_reason}"
         rows.append((s.raised_at, s.state, s.severity, s.rule, s.patient_id, s.alert_id,
-                     ",".join(s.destinations) or "-", closing or "-"))
+                     ",".join(s.destinations) or "-", closing or "-", s.delivery_text()))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows) + "\n"
 

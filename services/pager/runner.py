@@ -1,22 +1,25 @@
-"""The bridge's live loop: decode, run the pager engine, publish, deliver, store, ack.
+"""The bridge's live loop: decode, run the pager engine, publish, store, ack, then hand the
+requests to the destinations' queues.
 
 Per batch (one stream at a time, stream order, under one lock shared with the clock):
 
 1. each message is parsed (bad input: a dead letter on ``{ns}.dlq.pager``);
 2. the engine (``PagerCore`` only) handles it on its event-time clock;
 3. its outputs are published with ``Nats-Msg-Id`` = their deterministic ``event_id``:
-   ``alert.escalated`` / ``alert.resolved`` on the alert stream, and everything (the inputs
-   applied, ``page.requested``, escalations, resolutions) on the audit stream ``{NS}_AUDIT``;
-4. every ``page.requested`` is delivered over HTTP (``delivery.py``), in order per destination,
-   and each attempt with its result goes to the audit stream (``page.attempted``);
-5. changed patient records and the meta (clock, timer sequence, per-stream cursors) are written
-   to the KV bucket ``{ns}-state-pager`` with revision checks;
-6. only then are the messages acked.
+   ``alert.escalated`` / ``alert.resolved`` (and operator ``alert.raised``) on the alert stream,
+   and everything (the inputs applied, ``page.requested``, escalations, resolutions) on the audit
+   stream ``{NS}_AUDIT``;
+4. changed patient records (with each alert's outbox of requests not yet delivered) and the meta
+   (clock, timer sequence, per-stream cursors) are written to the KV bucket ``{ns}-state-pager``
+   with revision checks;
+5. the messages are acked, and every ``page.requested`` goes to its destination's queue
+   (``delivery.py``): delivery never holds the lock, the batch or the clock. What comes of it
+   comes back as ``alert.delivery`` on the alert stream and is handled like any input.
 
-A failure anywhere before 6 (a receiver that stays down past its attempts included) stops the
-bridge (crash-only); after the restart the same messages come back, the same outputs are
-computed with the same ids (the streams drop the repeats) and the same requests are sent with
-the same ``Idempotency-Key``: at least once on the wire, exactly once per key at the receiver.
+A failure anywhere before 5 stops the bridge (crash-only); after the restart the same messages
+come back and the same outputs are computed with the same ids (the streams drop the repeats). At
+start, the outboxes in the stored state are queued again, so a request the bridge never
+delivered is sent after a restart, with the same ``Idempotency-Key`` / MLLP control id.
 
 **Order.** A consumer filters its stream, so sequence numbers of its messages are not
 contiguous; a message that comes back late (lost delivery, crash) is found by asking the stream
@@ -27,7 +30,7 @@ first, like the monitor's gap fill.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,16 +40,14 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from schemas.base import format_time
-from schemas.outbound import PageAttempted, PageRequested
+from schemas.outbound import OperatorCondition, PageRequested
 from schemas.parse import Rejection
 
 from ..engine.bus import Engine, content_digest
-from ..engine.ids import stable_id
 from ..runtime.names import ALERT_TYPES, Names
 from ..worker.runner import DeadLetter
 from ..worker.store import StateStore
-from .core import PagerCore
-from .delivery import Attempt, Deliverer
+from .core import OPERATOR_KEY, PagerCore, page_from
 from .state import PatientAlerts
 from .wire import parse_wire
 
@@ -61,19 +62,21 @@ class Item:
     data: bytes
 
 
+Submit = Callable[[list[PageRequested]], None]
+
+
 class PagerRunner:
     def __init__(self, engine: Engine, js: JetStreamContext, names: Names, store: StateStore,
-                 deliverer: Deliverer, log: Any, meta: dict[str, Any] | None = None) -> None:
+                 submit: Submit, log: Any, meta: dict[str, Any] | None = None) -> None:
         self.engine, self.js, self.names, self.store = engine, js, names, store
-        self.deliverer, self.log = deliverer, log
-        deliverer.on_attempt = self._record_attempt  # each attempt is in the audit as it happens
+        self.submit, self.log = submit, log
         meta = meta or {}
         self.cursors: dict[str, int] = {k: int(v) for k, v in meta.get("cursors", {}).items()}
         self.filters = {names.stream_alerts: f"{names.ns}.alert.>",
                         names.stream_out: f"{names.ns}.out.*.session.closed"}
         self.lock = asyncio.Lock()
         self.processed = 0
-        self.delivered = 0
+        self.requested = 0
         self.broken = False
 
     # -- input ------------------------------------------------------------------------------
@@ -96,15 +99,13 @@ class PagerRunner:
                 cursor = seq
             self.cursors[stream] = cursor
 
-            async def keepalive() -> None:  # long retries: keep the server from redelivering
-                await asyncio.gather(*(m.in_progress() for m in msgs), return_exceptions=True)
-
             try:
-                await self._handle(todo, keepalive)
+                pages = await self._handle(todo)
             except BaseException:
                 self.broken = True  # memory is ahead of storage: nothing more until a restart
                 raise
         await asyncio.gather(*(m.ack() for m in msgs))
+        self._submit(pages)
 
     async def _read_gap(self, stream: str, first: int, end: int) -> list[Item]:
         """Messages matching the consumer's filter with ``first <= seq < end`` (usually none)."""
@@ -124,7 +125,7 @@ class PagerRunner:
                              first_seq=found[0].seq, count=len(found))
         return found
 
-    async def _handle(self, items: list[Item], keepalive: Callable[[], Awaitable[None]] | None) -> None:
+    async def _handle(self, items: list[Item]) -> list[PageRequested]:
         outputs: list[Any] = []
         mirrors: list[tuple[str, str, bytes, str]] = []  # (event type, patient, bytes, event id)
         dead: list[DeadLetter] = []
@@ -141,27 +142,71 @@ class PagerRunner:
             if step.applied:
                 mirrors.append((event.type, event.patient_id, item.data, event.event_id))
             outputs.extend(step.outputs)
-            for notice in step.notices:
-                self.log.info("warning", event_id=notice.event_id, field=notice.field, reason=notice.reason)
-        await self._commit(outputs, mirrors, dead, keepalive)
+            self._log_notices(step.notices)
+        pages = await self._commit(outputs, mirrors, dead)
         self.processed += len(items)
+        return pages
 
     async def advance(self, now: datetime, inclusive: bool = False) -> None:
+        """The clock: re-pages and escalations due by ``now`` (never waits for a delivery)."""
         async with self.lock:
             if self.broken:
                 return
             try:
                 step = self.engine.advance(now, inclusive)
-                if step.outputs or self.engine.dirty:
-                    await self._commit(step.outputs, [], [], None)
+                self._log_notices(step.notices)
+                pages = await self._commit(step.outputs, [], []) if step.outputs or self.engine.dirty else []
             except BaseException:
                 self.broken = True
                 raise
+        self._submit(pages)
+
+    async def observe(self, event: OperatorCondition) -> None:
+        """A condition a shell observed (a destination down or back), applied like an input and
+        kept in the audit. An end without an open alert for it changes nothing and is skipped."""
+        async with self.lock:
+            if self.broken:
+                raise RuntimeError("an earlier batch failed: restart to reload the state")
+            if not event.active and not self._condition_open(event):
+                return
+            try:
+                step = self.engine.handle(event)
+                self._log_notices(step.notices)
+                data = event.model_dump_json(exclude_none=True).encode()
+                mirrors = [(event.type, event.patient_id, data, event.event_id)] if step.applied else []
+                pages = await self._commit(step.outputs, mirrors, [])
+            except BaseException:
+                self.broken = True
+                raise
+        self._submit(pages)
+
+    def _condition_open(self, event: OperatorCondition) -> bool:
+        if OPERATOR_KEY not in self.engine.records:
+            return False
+        state = self.engine.state_of(PagerCore.name, OPERATOR_KEY)
+        return f"{event.kind.value}/{event.subject}" in state.conditions
+
+    def pending_pages(self) -> list[PageRequested]:
+        """Every request in the stored outboxes, oldest first (queued again at start)."""
+        pages: list[PageRequested] = []
+        for patient_id, record in list(self.engine.records.items()):
+            if PagerCore.name not in record.slices:
+                continue
+            state = self.engine.state_of(PagerCore.name, patient_id)
+            for alert in state.alerts.values():
+                pages.extend(page_from(alert, entry) for entry in alert.pending.values())
+        pages.sort(key=lambda p: (p.occurred_at, p.alert_id, p.destination, p.sequence))
+        return pages
+
+    def _submit(self, pages: list[PageRequested]) -> None:
+        if pages:
+            self.requested += len(pages)
+            self.submit(pages)
 
     # -- output -----------------------------------------------------------------------------
 
     async def _commit(self, outputs: list[Any], mirrors: list[tuple[str, str, bytes, str]],
-                      dead: list[DeadLetter], keepalive: Callable[[], Awaitable[None]] | None) -> None:
+                      dead: list[DeadLetter]) -> list[PageRequested]:
         js, names = self.js, self.names
         publishes = []
         for event_type, patient, data, event_id in mirrors:
@@ -176,31 +221,17 @@ class PagerRunner:
         for letter in dead:
             publishes.append(js.publish(names.dlq(SERVICE), letter.raw, headers=letter.headers(SERVICE)))
         await asyncio.gather(*publishes)
-        pages = [e for e in outputs if isinstance(e, PageRequested)]
-        if pages:
-            attempts: list[Attempt] = []
-            await self.deliverer.deliver_all(pages, keepalive, attempts)
-            self.delivered += sum(a.delivered for a in attempts)
         meta = {
             "clock": format_time(self.engine.clock) if self.engine.clock else None,
             "timer_seq": self.engine.timer_seq,
             "cursors": self.cursors,
         }
         await self.store.save([(r.patient_id, self.engine.dump(r)) for r in self.engine.take_dirty()], meta)
+        return [e for e in outputs if isinstance(e, PageRequested)]
 
-    async def _record_attempt(self, a: Attempt) -> None:
-        """One ``page.attempted`` on the audit stream (the wall-clock time of the attempt)."""
-        page = a.page
-        record = PageAttempted(
-            event_id=stable_id("pa", page.event_id, a.number, format_time(a.at)),
-            occurred_at=a.at, patient_id=page.patient_id, page_event_id=page.event_id,
-            alert_id=page.alert_id, dedup_key=page.dedup_key, destination=page.destination,
-            event_action=page.event_action, attempt=a.number, delivered=a.delivered,
-            status_code=a.status_code, error=a.error,
-        )
-        await self.js.publish(self.names.audit(record.type, record.patient_id),
-                              record.model_dump_json(exclude_none=True).encode(),
-                              headers={"Nats-Msg-Id": record.event_id})
+    def _log_notices(self, notices: list[Any]) -> None:
+        for notice in notices:
+            self.log.warning("pager core warning", event_id=notice.event_id, field=notice.field, reason=notice.reason)
 
     def _log_output(self, event: Any) -> None:
         if event.type == "page.requested":
@@ -212,6 +243,9 @@ class PagerRunner:
                              failsafe=event.failsafe, severity=event.severity.value)
         elif event.type == "alert.resolved":
             self.log.info("alert resolved", alert_id=event.alert_id, reason=event.reason.value)
+        elif event.type == "alert.raised":  # an operator alert (system.*): the product itself
+            self.log.error("operator alert raised", alert_id=event.alert_id, kind=event.kind.value,
+                           severity=event.severity.value, subject=event.evidence.get("subject"))
 
     # -- lookups for the acknowledgement endpoint ---------------------------------------------
 

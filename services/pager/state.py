@@ -32,8 +32,15 @@ class TrackedAlert:
     acknowledged_by: str | None = None
     resolved: bool = False
     resolve_reason: str | None = None
+    superseded_severity: str | None = None  # the severity of the alert this one supersedes
+    avoid: str | None = None  # an operator alert about this destination never goes to it
+    # the outbox: page.requested event id -> the request without its alert (rebuilt with
+    # ``alert``), until the delivery reports it sent or refused for good; a restarted bridge
+    # sends these again with the same keys
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class PatientAlerts:
     alerts: dict[str, TrackedAlert] = field(default_factory=dict)  # alert_id -> alert
+    conditions: dict[str, str] = field(default_factory=dict)  # operator key only: "kind/subject" -> open alert_id

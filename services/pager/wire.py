@@ -1,4 +1,5 @@
-"""What the bridge reads from NATS: the alert lifecycle (``im.alert.>``) and ``session.closed``.
+"""What the bridge reads from NATS: the alert lifecycle (``im.alert.>``: raised, acknowledged,
+resolved, and ``alert.delivery``, what became of each destination's copy) and ``session.closed``.
 
 Producers may add fields (``contract.md``), so the models here keep extras (an alert's
 ``site_id`` is one the router uses). Event types the bridge does not act on (its own
@@ -10,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
-from schemas.outbound import AlertAcknowledged, AlertRaised, AlertResolved, SessionClosed
+from schemas.outbound import AlertAcknowledged, AlertDelivery, AlertRaised, AlertResolved, SessionClosed
 from schemas.parse import Rejection, rejection_from
 
 
@@ -23,8 +24,9 @@ class WireSessionClosed(SessionClosed):
 
 
 _WIRE = TypeAdapter(Annotated[
-    WireAlertRaised | AlertAcknowledged | AlertResolved | WireSessionClosed, Field(discriminator="type")])
-HANDLED = frozenset({"alert.raised", "alert.acknowledged", "alert.resolved", "session.closed"})
+    WireAlertRaised | AlertAcknowledged | AlertResolved | AlertDelivery | WireSessionClosed,
+    Field(discriminator="type")])
+HANDLED = frozenset({"alert.raised", "alert.acknowledged", "alert.resolved", "alert.delivery", "session.closed"})
 
 
 def subject_type(subject: str) -> str:

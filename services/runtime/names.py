@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 
 _TOKEN = re.compile(r"[A-Za-z0-9_\-=]{1,64}")
-ALERT_TYPES = frozenset({"alert.raised", "alert.acknowledged", "alert.resolved", "alert.escalated"})
+ALERT_TYPES = frozenset({"alert.raised", "alert.acknowledged", "alert.resolved", "alert.escalated", "alert.delivery"})
 
 
 def patient_token(patient_id: str | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -137,3 +138,38 @@ class Driver:
     def jsonl(self) -> str:
         return "".join(json.dumps(json.loads(o.model_dump_json(exclude_none=True)), sort_keys=True) + "\n"
                        for o in self.outputs)
+
+
+@dataclass
+class StateReport:
+    page: Any
+    state: Any
+    attempts: int | None
+    reason: str | None
+
+
+@dataclass
+class Reported:
+    """Collects what delivery workers report (the runner's ``Reports`` publishes the same calls)."""
+
+    attempts: list[Any] = field(default_factory=list)
+    states: list[StateReport] = field(default_factory=list)
+    conditions: list[tuple[str, bool]] = field(default_factory=list)
+
+    def attempt(self, attempt: Any) -> None:
+        self.attempts.append(attempt)
+
+    def state(self, page: Any, state: Any, attempts: int | None, reason: str | None) -> None:
+        self.states.append(StateReport(page, state, attempts, reason))
+
+    def condition(self, destination: str, active: bool, detail: dict[str, Any]) -> None:
+        self.conditions.append((destination, active))
+
+    def states_of(self, state: Any) -> list[StateReport]:
+        return [s for s in self.states if s.state == state]
+
+    def conditions_active(self) -> list[str]:
+        latest: dict[str, bool] = {}
+        for dest, active in self.conditions:
+            latest[dest] = active
+        return sorted(d for d, active in latest.items() if active)

@@ -31,6 +31,8 @@ class Received:
     headers: dict[str, str]
     body: Any
     status: int
+    method: str = "POST"
+    query: str = ""
 
 
 class _Server(uvicorn.Server):
@@ -46,6 +48,7 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)  # every request answered
     hold: asyncio.Event | None = None  # when set: requests wait for this event before answering
     held: asyncio.Event = field(default_factory=asyncio.Event)  # a request is being held
+    arrivals: list[str] = field(default_factory=list)  # Idempotency-Key of every request that arrived (held too)
     _server: _Server | None = None
     _task: asyncio.Task | None = None
 
@@ -65,15 +68,17 @@ class Receiver:
 
     async def _handle(self, request: Request) -> JSONResponse:
         body = json.loads(await request.body())
+        self.arrivals.append(request.headers.get("idempotency-key", ""))
         if self.hold is not None:
             self.held.set()
             await self.hold.wait()
         status = self.script.pop(0) if self.script else 202
-        self.requests.append(Received(request.url.path, dict(request.headers), body, status))
+        self.requests.append(Received(request.url.path, dict(request.headers), body, status, request.method,
+                                      request.url.query))
         return JSONResponse({"status": "success" if status < 300 else "error"}, status_code=status)
 
     async def start(self) -> Receiver:
-        app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["POST"])])
+        app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["POST", "PUT"])])
         self._server = _Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error",
                                               lifespan="off", access_log=False))
         self._task = asyncio.create_task(self._server.serve())
