@@ -138,9 +138,10 @@ def source_of(alert: dict[str, Any], config: MonitorConfig) -> Source:
     rule = alert.get("rule")
     systolic, spo2, temp = (_number(readings.get(k)) for k in ("systolic_mmhg", "spo2_pct", "temperature_c"))
     if rule == Rule.R7.value and systolic is not None:
-        fell = _number(evidence.get("systolic_fall_pct"))
-        if systolic < config.systolic_low_mmhg or fell is not None:
+        if systolic < config.systolic_low_mmhg:
             return Source("systolic_mmhg", systolic, f">={config.systolic_low_mmhg:g}", "L", "")
+        if _number(evidence.get("systolic_fall_pct")) is not None:  # the relative fall met R7
+            return Source("systolic_mmhg", systolic, f"fall<={config.systolic_fall_pct}%", "L", "")
     if rule == Rule.R8.value and spo2 is not None and spo2 <= config.spo2_low_pct:
         return Source("spo2_pct", spo2, f">{config.spo2_low_pct:g}", "L", "")
     if rule == Rule.R13.value and temp is not None and temp >= config.fever_c:

@@ -173,3 +173,27 @@ class Reported:
         for dest, active in self.conditions:
             latest[dest] = active
         return sorted(d for d, active in latest.items() if active)
+
+
+def delivery(page: Any, state: str, m: float, reason: str | None = None, by: str | None = None,
+             action: str | None = "from-page") -> Any:
+    """An ``alert.delivery`` about ``page`` (a ``page.requested``) at minute ``m``."""
+    from schemas.outbound import AlertDelivery
+    from schemas.vocab import DeliveryState
+
+    return AlertDelivery(
+        type="alert.delivery", event_id=f"dl-{page.event_id}-{state}-{m}", occurred_at=minutes(m),
+        patient_id=page.patient_id, alert_id=page.alert_id, destination=page.destination, state=DeliveryState(state),
+        event_action=page.event_action if action == "from-page" else action,
+        page_event_id=page.event_id if action == "from-page" else None, reason=reason, by=by,
+    )
+
+
+def condition(m: float, active: bool, subject: str = "pd2") -> Any:
+    from schemas.outbound import OperatorCondition
+    from schemas.vocab import AlertKind as Kind
+    from services.pager.core import OPERATOR_KEY
+
+    return OperatorCondition(event_id=f"oc-{subject}-{active}-{m}", occurred_at=minutes(m), patient_id=OPERATOR_KEY,
+                             kind=Kind.SYSTEM_DESTINATION_DOWN, subject=subject, active=active,
+                             summary=f"{subject} down", evidence={"destination": subject})
