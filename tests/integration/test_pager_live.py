@@ -250,3 +250,314 @@ async def test_bridge_killed_mid_delivery_loses_and_doubles_nothing(nats_server,
             first.stop()
         await nc.close()
         await receiver.stop()
+
+
+# -- issue 16: IHE ACM to an alarm manager, and no destination waits behind another --------------
+
+ACM_ROUTES = """
+alert_url = "https://board.test/alerts/{alert_id}"
+
+[destinations.acm]
+adapter = "acm"
+url = "{acm}"
+timeout_s = 1
+backoff_initial_s = 0.05
+backoff_max_s = 0.2
+give_up_after = "5s"
+  [destinations.acm.acm]
+  sending_application = "INFUSION_MONITOR"
+  facility = "HOSP"
+  status_listen = "127.0.0.1:0"
+  status_application = "ALARM_MGR"
+[destinations.backup]
+adapter = "webhook"
+url = "{base}/backup"
+backoff_initial_s = 0.05
+backoff_max_s = 0.2
+[destinations.fs]
+adapter = "webhook"
+url = "{base}/failsafe"
+backoff_initial_s = 0.05
+backoff_max_s = 0.2
+
+[[routes]]
+name = "emergency"
+severities = ["critical", "high", "medium"]
+failsafe = "fs"
+  [[routes.tiers]]
+  destinations = ["acm"]
+  escalate_after = "2h"
+  [[routes.tiers]]
+  destinations = ["backup"]
+  escalate_after = "2h"
+[[routes]]
+name = "record"
+severities = ["low", "info"]
+"""
+
+
+def _acm_routes(tmp_path: Path, acm_url: str, base: str) -> Path:
+    path = tmp_path / "acm-routes.toml"
+    path.write_text(ACM_ROUTES.replace("{acm}", acm_url).replace("{base}", base))
+    return path
+
+
+def _alert_at(patient: str, severity: Severity = Severity.CRITICAL, condition: str = "c", supersedes: str | None = None):
+    return make_alert(patient_id=patient, at=datetime.now(UTC), kind=AlertKind.DISCONTINUE_HYPERSENSITIVITY,
+                      severity=severity, rule=Rule.R7, condition=condition, summary=f"R7 for {patient} ({condition})",
+                      action="Stop the infusion", evidence={"readings": {"systolic_mmhg": 80}},
+                      session_id=f"ses-{patient}", supersedes=supersedes)
+
+
+async def _audit(js, type_: str, alert_id: str | None = None) -> list[dict]:
+    events = [json.loads(m.data) for m in await stream_messages(js, "IM_AUDIT")]
+    return [e for e in events if e["type"] == type_ and alert_id in (None, e.get("alert_id"))]
+
+
+async def _stream(js, type_: str, alert_id: str | None = None) -> list[dict]:
+    events = [json.loads(m.data) for m in await stream_messages(js, "IM_ALERTS")]
+    return [e for e in events if e["type"] == type_ and alert_id in (None, e.get("alert_id"))]
+
+
+async def test_acm_alarm_manager_takes_the_alerts_and_acknowledges_them_back(nats_server, tmp_path):
+    """PCD-04 per alert with its facets; PCD-05 delivered/read recorded; accepted by a named
+    recipient acknowledges under that recipient (escalation stops, no echo back); escalate for a
+    superseding alert and end at resolve; undeliverable escalates at once."""
+    from tests.pager.acm_sim import AlarmManager, ack_code
+
+    sim = await AlarmManager().start()
+    receiver = await Receiver().start()
+    routes = load_routes(_acm_routes(tmp_path, sim.url, receiver.base))
+    nc, js = await connect(nats_server.url)
+    try:
+        async with run_pager(Settings(), nats_server.url, routes, pager=_pager_settings()) as pager:
+            await wait_for(lambda: _consumer_exists(js, "IM_ALERTS", "pager"))
+            status_at = pager.acm_status["acm"]
+
+            # 1. accepted by a named recipient
+            first = _alert_at("pk-acm-1")
+            await _publish_alert(js, first)
+            (got,) = await sim.wait_for(1, alert_id=first.alert_id)
+            assert got.phase == "start"
+            assert got.value(1) == first.summary and str(got.facet(6)[5]) == "PH" and str(got.facet(7)[5]) == "SP"
+            assert str(got.message.segment("PID")[3]) == "pk-acm-1^^^INFUSION_MONITOR^PI"
+            for status in ("Received", "Delivered", "Read"):
+                assert ack_code(await sim.send_status(status_at, first.alert_id, status, structure="ORA",
+                                                      pcd04_control=got.control_id)) == "AA"
+            answer = await sim.send_status(status_at, first.alert_id, "Accepted", recipient=("nurse-7", "Jones", "Amy"))
+            assert ack_code(answer) == "AA"
+            acked = await wait_for(lambda: _stream(js, "alert.acknowledged", first.alert_id))
+            assert (acked[0]["by"], acked[0]["via"], acked[0]["destination"]) == ("nurse-7", "pager", "acm")
+            await wait_for(lambda: _audit(js, "alert.acknowledged", first.alert_id))  # applied, audited
+            status = await wait_for(lambda: _acknowledged(js, first.alert_id))
+            assert status.acknowledged_by == "nurse-7" and status.deliveries["acm"] == "accepted by nurse-7"
+            states = [e["state"] for e in await _audit(js, "alert.delivery", first.alert_id)]
+            assert {"sent", "received", "delivered", "read", "accepted"} <= set(states)
+
+            # 2. a superseding alert: escalate (PM -> PH) for it, end for the one it replaces
+            medium = _alert_at("pk-acm-2", Severity.MEDIUM, condition="mild")
+            await _publish_alert(js, medium)
+            await sim.wait_for(1, alert_id=medium.alert_id)
+            critical = _alert_at("pk-acm-2", Severity.CRITICAL, condition="severe", supersedes=medium.alert_id)
+            await _publish_alert(js, critical)
+            (escalate,) = await sim.wait_for(1, alert_id=critical.alert_id)
+            assert escalate.phase == "escalate"
+            assert str(escalate.message.segment("OBR")[29]).startswith(medium.alert_id)
+            ended = await sim.wait_for(2, alert_id=medium.alert_id)
+            assert [r.phase for r in ended] == ["start", "end"]
+
+            # 3. undeliverable: tier 2 at once (its own escalate_after is 2 h)
+            third = _alert_at("pk-acm-3")
+            await _publish_alert(js, third)
+            await sim.wait_for(1, alert_id=third.alert_id)
+            assert ack_code(await sim.send_status(status_at, third.alert_id, "Undeliverable")) == "AA"
+            (paged,) = await receiver.wait_for(1)
+            assert paged.path == "/backup" and paged.body["alert_id"] == third.alert_id
+            escalated = await wait_for(lambda: _stream(js, "alert.escalated", third.alert_id))
+            assert [(e["from_tier"], e["to_tier"]) for e in escalated] == [(1, 2)]
+
+            # the first alert resolves: end; its acknowledgement was never echoed back
+            await js.publish("im.alert.pk-acm-1.alert.resolved", json.dumps({
+                "type": "alert.resolved", "event_id": "clr-acm-1", "occurred_at": now_minus(0),
+                "patient_id": "pk-acm-1", "alert_id": first.alert_id, "reason": "cleared", "by": "dr-b"}).encode(),
+                headers={"Nats-Msg-Id": "clr-acm-1"})
+            back = await sim.wait_for(2, alert_id=first.alert_id)
+            assert [r.phase for r in back] == ["start", "end"]  # no "update" carrying its own acknowledgement
+            assert str(back[1].facet(5)[5]) == "alert-acknowledged"
+            assert not [e for e in await _stream(js, "alert.escalated", first.alert_id)]
+            assert not pager.failed.done()
+    finally:
+        await nc.close()
+        await receiver.stop()
+        await sim.stop()
+
+
+TWO_WARDS = """
+[destinations.ward-a]
+adapter = "webhook"
+url = "{a}/ward-a"
+[destinations.ward-b]
+adapter = "{b_adapter}"
+url = "{b}"
+timeout_s = 0.5
+backoff_initial_s = 0.05
+backoff_max_s = 0.3
+give_up_after = "2s"
+[destinations.fs]
+adapter = "webhook"
+url = "{a}/failsafe"
+
+[[routes]]
+name = "ward-a"
+severities = ["critical", "high"]
+sites = ["site-a"]
+  [[routes.tiers]]
+  destinations = ["ward-a"]
+[[routes]]
+name = "ward-b"
+severities = ["critical", "high"]
+failsafe = "fs"
+  [[routes.tiers]]
+  destinations = ["ward-b"]
+  escalate_after = "2h"
+[[routes]]
+name = "record"
+severities = ["medium", "low", "info"]
+"""
+
+
+@pytest.mark.parametrize("failure", ["refusing", "hanging", "silent alarm manager"])
+async def test_one_failing_receiver_costs_the_other_nothing(nats_server, tmp_path, failure):
+    """ward-b refuses connections, hangs, or is an alarm manager that never ACKs: ward-a's critical
+    page arrives within the normal latency; ward-b's alerts go to the failsafe once it is down
+    past its cap, with an operator alert; when it comes back it gets each page once; the bridge
+    never restarts."""
+    from tests.pager.acm_sim import AlarmManager
+
+    ward_a = await Receiver().start()
+    ward_b = Receiver()
+    sim = AlarmManager(script=["silent"] * 10_000)
+    if failure == "hanging":
+        ward_b.hold = asyncio.Event()
+        await ward_b.start()
+    if failure == "silent alarm manager":
+        await sim.start()
+    acm = failure == "silent alarm manager"
+    text = (TWO_WARDS.replace("{a}", ward_a.base).replace("{b_adapter}", "acm" if acm else "webhook")
+            .replace("{b}", sim.url if acm else f"{ward_b.base}/ward-b"))
+    (tmp_path / "wards.toml").write_text(text)
+    routes = load_routes(tmp_path / "wards.toml")
+    nc, js = await connect(nats_server.url)
+    try:
+        async with run_pager(Settings(), nats_server.url, routes, pager=_pager_settings()) as pager:
+            await wait_for(lambda: _consumer_exists(js, "IM_ALERTS", "pager"))
+            stuck = [_alert_at(f"pk-b{i}") for i in range(3)]  # no site: the catch-all, ward-b
+            for a in stuck:
+                await _publish_alert(js, a)
+            await asyncio.sleep(0.3)  # ward-b is failing now
+            healthy = make_alert(patient_id="pk-a", at=datetime.now(UTC), kind=AlertKind.DISCONTINUE_HYPERSENSITIVITY,
+                                 severity=Severity.CRITICAL, rule=Rule.R7, condition="c", summary="R7 at site-a",
+                                 action="Stop", evidence={}, session_id="ses-a", site_id="site-a")
+            sent = time.monotonic()
+            await _publish_alert(js, healthy)
+            (got,) = await ward_a.wait_for(1, timeout=DELIVERY_DEADLINE_S)
+            latency = time.monotonic() - sent
+            print(f"\ncritical page at the healthy ward while ward-b is {failure}: {latency * 1000:.0f} ms")
+            assert got.body["alert_id"] == healthy.alert_id
+
+            # past ward-b's cap (2 s): down; its alerts at the failsafe, and an operator alert there
+            failsafe = await ward_a.wait_for(5, timeout=30)  # 1 ward-a page + 3 escalations + 1 operator alert
+            at_fs = [r.body for r in failsafe if r.path == "/failsafe"]
+            assert sorted(b["alert_id"] for b in at_fs if b.get("kind") != "system.destination_down") == sorted(
+                a.alert_id for a in stuck)
+            (operator,) = [b for b in at_fs if b.get("kind") == "system.destination_down"]
+            assert operator["evidence"]["destination"] == "ward-b" and operator["rule"] == "SYS"
+
+            # it comes back: each page once, in order; the operator alert resolves
+            if failure == "hanging":
+                ward_b.hold.set()
+                ward_b.hold = None
+            elif failure == "refusing":
+                await ward_b.start()
+            else:
+                sim.script.clear()
+            if acm:
+                await wait_for(lambda: _true(len([r for r in sim.received if r.ack != "silent"]) >= 3), timeout=30)
+                keys = [r.control_id for r in sim.received if r.ack != "silent"]
+                firsts = list(dict.fromkeys(r.control_id for r in sim.received))
+                assert firsts == [f"{a.alert_id}.1" for a in stuck]  # in order, the same control id when retried
+            else:
+                await wait_for(lambda: _true(len(ward_b.unique()) >= 3), timeout=30)
+                keys = [r.headers["idempotency-key"] for r in ward_b.unique()]
+                assert set(ward_b.arrivals) == set(keys)  # retries repeat the key, never a new page
+            assert len(keys) == len(set(keys)) == 3
+            resolved = await wait_for(lambda: _stream(js, "alert.resolved", operator["alert_id"]), timeout=30)
+            assert resolved[0]["by"] == "pager" and resolved[0]["reason"] == "cleared"
+            assert not pager.failed.done()  # never restarted
+        assert len([r for r in ward_a.accepted() if r.path == "/ward-a"]) == 1
+    finally:
+        await nc.close()
+        if ward_b.hold is not None:
+            ward_b.hold.set()
+        await ward_a.stop()
+        await ward_b.stop()
+        await sim.stop()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_replay_reproduces_the_live_escalations_with_acm_routes(nats_server, tmp_path):
+    """The monitor raises, the bridge pages an alarm manager, which reports one alert
+    undeliverable (escalated at once) and another accepted (acknowledged): replaying the same
+    inbound log plus the lifecycle the alert stream recorded gives exactly the live
+    ``page.requested`` and ``alert.escalated`` events."""
+    from services.engine.config import MonitorConfig
+    from services.pager import pager_engine
+    from services.replay.offline import replay_lines
+    from tests.pager.acm_sim import AlarmManager
+
+    sim = await AlarmManager().start()
+    receiver = await Receiver().start()
+    routes_path = _acm_routes(tmp_path, sim.url, receiver.base)
+    routes = load_routes(routes_path)
+    settings = Settings()
+    nc, js = await connect(nats_server.url)
+    try:
+        async with run_worker(settings, nats_server.url), \
+                run_pager(settings, nats_server.url, routes, pager=_pager_settings()) as pager:
+            await wait_for(lambda: _consumer_exists(js, "IM_ALERTS", "pager"))
+            for p, reading in (("pk-r1", {"systolic_mmhg": 84}), ("pk-r2", {"spo2_pct": 90})):
+                await publish(js, {"type": "vitals.recorded", "event_id": f"{p}-m1", "occurred_at": now_minus(6),
+                                   "patient_id": p, "systolic_mmhg": 130, "spo2_pct": 98})
+                await publish(js, {"type": "infusion.started", "event_id": f"{p}-s", "occurred_at": now_minus(4),
+                                   "patient_id": p, "session_id": f"ses-{p}", "site_id": "site-north"})
+                await publish(js, {"type": "vitals.recorded", "event_id": f"{p}-m2", "occurred_at": now_minus(1),
+                                   "patient_id": p, **reading})
+            first, second = await sim.wait_for(2)
+            by_patient = {str(r.message.segment("PID")[3]).split("^")[0]: r for r in (first, second)}
+            await sim.send_status(pager.acm_status["acm"], by_patient["pk-r1"].alert_id, "Undeliverable")
+            await sim.send_status(pager.acm_status["acm"], by_patient["pk-r2"].alert_id, "Accepted",
+                                  recipient=("nurse-9", "Lee", "Ann"))
+            await receiver.wait_for(1)  # pk-r1 escalated to the backup
+            await wait_for(lambda: _audit(js, "alert.acknowledged"))
+            await wait_for(lambda: _all_acked(js, "IM_ALERTS", "pager"))
+            horizon = pager.runner.engine.clock
+        inbound = [m.data for m in await stream_messages(js, "IM_IN")]
+        lifecycle = [m.data for m in await stream_messages(js, "IM_ALERTS")
+                     if json.loads(m.data)["type"] in ("alert.acknowledged", "alert.delivery")]
+        audit = [json.loads(m.data) for m in await stream_messages(js, "IM_AUDIT")]
+    finally:
+        await nc.close()
+        await receiver.stop()
+        await sim.stop()
+    live = sorted((e["type"], e["event_id"], e["occurred_at"]) for e in audit
+                  if e["type"] in ("page.requested", "alert.escalated"))
+    config = MonitorConfig()
+    replayed = replay_lines([*inbound, *lifecycle], config, until=horizon, engine=pager_engine(config, routes))
+    assert not [r for r in replayed.reports if r.level == "rejected"], replayed.reports
+    again = sorted((e.type, e.event_id, json.loads(e.model_dump_json())["occurred_at"]) for e in replayed.outputs
+                   if e.type in ("page.requested", "alert.escalated"))
+    assert [x for x in live if x[0] == "alert.escalated"], "the undeliverable alert escalated live"
+    assert again == live
