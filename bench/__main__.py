@@ -1,6 +1,7 @@
 """Run every benchmark and print a table: ``python3 run.py bench`` (or ``python -m bench``).
 
-    python -m bench [--runs 3] [--events 1000000] [--live-events 200000] [--latency-seconds 15] [--quick]
+    python -m bench [--runs 3] [--events 1000000] [--live-events 200000] [--latency-seconds 15]
+                    [--pager-alerts 300] [--quick] [--only replay|growth|live|latency|memory|pager]
 
 Figures are medians of ``--runs`` runs; every ratio is measured within the same run. Nothing
 here is a test: it prints figures (docs/performance.md quotes them).
@@ -16,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import latency_bench, live_bench, replay_bench
+from . import latency_bench, live_bench, pager_bench, replay_bench
 from .common import Results
 from .generate import generate
 
@@ -28,12 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--live-events", type=int, default=200_000)
     parser.add_argument("--latency-seconds", type=float, default=15.0)
     parser.add_argument("--sessions", type=int, default=10_000)
+    parser.add_argument("--pager-alerts", type=int, default=300, help="alerts per pager latency run")
+    parser.add_argument("--pager-rate", type=float, default=20.0, help="alerts per second to the healthy ward")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that every benchmark runs")
-    parser.add_argument("--only", choices=["replay", "live", "latency", "memory", "growth"], action="append")
+    parser.add_argument("--only", choices=["replay", "live", "latency", "memory", "growth", "pager"], action="append")
     args = parser.parse_args(argv)
     if args.quick:
         args.runs, args.events, args.live_events, args.latency_seconds, args.sessions = 1, 3000, 2000, 2.0, 300
-    only = set(args.only or ["replay", "growth", "live", "latency", "memory"])
+        args.pager_alerts = 20
+    only = set(args.only or ["replay", "growth", "live", "latency", "memory", "pager"])
     results = Results()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="im-bench-") as tmp:
@@ -55,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
             print(results.table(), file=sys.stderr, flush=True)  # progress, in case a later step fails
         if "latency" in only:
             latency_bench.run([500, 2000, 5000], args.latency_seconds, args.runs, results)
+            print(results.table(), file=sys.stderr, flush=True)  # progress, in case a later step fails
+        if "pager" in only:
+            pager_bench.run(args.pager_alerts, args.pager_rate, args.runs, results)
             print(results.table(), file=sys.stderr, flush=True)  # progress, in case a later step fails
         if "memory" in only:
             out = subprocess.run([sys.executable, "-m", "bench.memory_bench", str(args.sessions)],

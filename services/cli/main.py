@@ -76,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     add_hl7_lint_arguments(hl7_sub.add_parser(
         "lint", help="map HL7 files (or FHIR .json) without a server and print what each row would become"))
 
-    alerts = sub.add_parser("alerts", help="recent alerts and their state (raised, delivered, acknowledged, ...)")
+    alerts = sub.add_parser("alerts", help="recent alerts, their state (raised, delivered, acknowledged, ...) "
+                                            "and each paging destination's delivery state")
     alerts.add_argument("--nats", help="NATS URL (default: $NATS_URL, else a running `up`)")
     alerts.add_argument("--limit", type=int, default=20)
 

@@ -19,7 +19,10 @@ def test_every_benchmark_runs_on_a_tiny_input():
     table = proc.stdout
     for figure in ("offline replay", "parse-only baseline", "replay / parse-only", "growth",
                    "live: raw nats-py pull + ack", "live: monitor worker", "live monitor / raw",
-                   "alert latency at 500 events/s", "alert latency at 2,000 events/s", "memory with 300 open sessions"):
+                   "alert latency at 500 events/s", "alert latency at 2,000 events/s", "memory with 300 open sessions",
+                   "pager: publish-to-page, second destination healthy",
+                   "pager: publish-to-page, second destination down (refusing)",
+                   "pager: publish-to-page, second destination hanging (timeouts)"):
         assert figure in table, f"{figure!r} missing from\n{table}"
 
 

@@ -232,3 +232,19 @@ async def test_proxy_mode_app(board):
     assert answer.status_code == 202 and published[-1].by == "nurse.k"
     outsider = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("192.0.2.9", 5000)), base_url="http://board")
     assert (await outsider.get("/", headers={"x-remote-user": "nurse.k", "accept": "text/html"})).status_code == 401
+
+
+async def test_the_page_shows_each_destination_s_delivery_state(board):
+    """Issue 16: the tile's open alert says where its pages got (escaped like any text)."""
+    from schemas.outbound import AlertDelivery
+    from schemas.vocab import DeliveryState
+
+    client, _, _, hub, _ = board
+    await _login(client)
+    alert_id = _critical_alert_id((await client.get("/")).text)
+    for n, (dest, state, by) in enumerate([("pd1", "sent", None), ("acm", "accepted", "<nurse-7>")]):
+        hub.apply(AlertDelivery(type="alert.delivery", event_id=f"dl-{n}", occurred_at=AT, patient_id="pk-91d2f7",
+                                alert_id=alert_id, destination=dest, state=DeliveryState(state), by=by))
+    hub.publish_change()
+    html = (await client.get("/")).text
+    assert '<p class="deliveries"><span class="label">Paged:</span> acm accepted by &lt;nurse-7&gt;; pd1 sent</p>' in html

@@ -210,6 +210,44 @@ def test_escalation_is_shown_on_the_open_alert():
     assert tile.open_alerts[0].escalation == "tier 2"
 
 
+def test_per_destination_delivery_state_is_shown_on_the_alert():
+    """Issue 16: what became of each destination's copy (alert.delivery), the latest per
+    destination by event time, through the same parse path the live board uses."""
+    from schemas.outbound import AlertDelivery
+    from schemas.vocab import DeliveryState
+    from services.board.service import parse_message
+    from services.runtime.names import Names
+
+    log = [*BASE, vitals(20, systolic_mmhg=82)]
+    view, _ = board_at(_lines(log), US, T0 + timedelta(minutes=21))
+    alert_id = view.tiles[0].open_alerts[0].alert_id
+    engine = live_engine(US)
+    for line in _lines(log):
+        engine.handle(parse_inbound(line))
+    for out in replay(log, until=at(21)).outputs:
+        engine.handle(out)
+
+    def delivered(n, dest, state, minute, by=None):
+        event = AlertDelivery(type="alert.delivery", event_id=f"d{n}", occurred_at=T0 + timedelta(minutes=minute),
+                              patient_id="pk-1", alert_id=alert_id, destination=dest, state=DeliveryState(state), by=by)
+        parsed = parse_message("im.alert.pk-1.alert.delivery", event.model_dump_json().encode(), Names())
+        engine.handle(parsed)
+
+    delivered(1, "pd1", "retrying", 20.1)
+    delivered(2, "pd1", "sent", 20.2)
+    delivered(3, "acm", "sent", 20.1)
+    delivered(4, "acm", "accepted", 20.6, by="nurse-7")
+    delivered(5, "acm", "delivered", 20.4)  # arrived late, happened earlier: does not undo "accepted"
+    tile = build_board(board_patients(engine), T0 + timedelta(minutes=21), US).tiles[0]
+    assert tile.open_alerts[0].deliveries == ("acm accepted by nurse-7", "pd1 sent")
+    before = tile.revision
+    delivered(6, "pd2", "failed", 20.8)
+    tile = build_board(board_patients(engine), T0 + timedelta(minutes=21), US).tiles[0]
+    assert tile.open_alerts[0].deliveries[-1] == "pd2 failed" and tile.revision != before  # the page refreshes
+    assert "[paged: acm accepted by nurse-7; pd1 sent; pd2 failed]" in render_text(
+        build_board(board_patients(engine), T0 + timedelta(minutes=21), US), US)
+
+
 @pytest.mark.parametrize("events, flags", [
     ([profile(birth_date="2010-01-01"), normal(-10), start(0)], ["Under 18"]),
     ([profile(birth_date="1950-01-01"), normal(-10), start(0)], ["Over 65"]),

@@ -561,3 +561,72 @@ async def test_replay_reproduces_the_live_escalations_with_acm_routes(nats_serve
                    if e.type in ("page.requested", "alert.escalated"))
     assert [x for x in live if x[0] == "alert.escalated"], "the undeliverable alert escalated live"
     assert again == live
+
+
+CLOCK_ROUTES = """
+[destinations.ward-a]
+adapter = "webhook"
+url = "{a}/ward-a"
+[destinations.backup]
+adapter = "webhook"
+url = "{a}/backup"
+[destinations.ward-b]
+adapter = "webhook"
+url = "{b}/ward-b"
+timeout_s = 5
+
+[[routes]]
+name = "ward-a"
+severities = ["critical"]
+sites = ["site-a"]
+  [[routes.tiers]]
+  destinations = ["ward-a"]
+  escalate_after = "3s"
+  [[routes.tiers]]
+  destinations = ["backup"]
+[[routes]]
+name = "ward-b"
+severities = ["critical"]
+  [[routes.tiers]]
+  destinations = ["ward-b"]
+[[routes]]
+name = "record"
+severities = ["high", "medium", "low", "info"]
+"""
+
+
+async def test_escalation_runs_on_the_clock_while_another_destination_hangs(nats_server, tmp_path):
+    """Issue 16 measured an escalation 98.8 s late behind a failing receiver: the timer must fire
+    on the clock, dated at its due time, whatever another destination's requests are doing."""
+    ward_a = await Receiver().start()
+    ward_b = Receiver()
+    ward_b.hold = asyncio.Event()  # accepts and never answers (5 s timeouts)
+    await ward_b.start()
+    (tmp_path / "clock.toml").write_text(CLOCK_ROUTES.replace("{a}", ward_a.base).replace("{b}", ward_b.base))
+    routes = load_routes(tmp_path / "clock.toml")
+    nc, js = await connect(nats_server.url)
+    try:
+        async with run_pager(Settings(), nats_server.url, routes, pager=_pager_settings(), tick_seconds=0.2) as pager:
+            await wait_for(lambda: _consumer_exists(js, "IM_ALERTS", "pager"))
+            for i in range(3):
+                await _publish_alert(js, _alert_at(f"pk-hang{i}"))
+            await asyncio.wait_for(ward_b.held.wait(), 10)
+            healthy = make_alert(patient_id="pk-clock", at=datetime.now(UTC), kind=AlertKind.DISCONTINUE_HYPERSENSITIVITY,
+                                 severity=Severity.CRITICAL, rule=Rule.R7, condition="c", summary="R7 at site-a",
+                                 action="Stop", evidence={}, session_id="ses-clock", site_id="site-a")
+            raised = time.monotonic()
+            await _publish_alert(js, healthy)
+            got = await ward_a.wait_for(2, timeout=15)  # the page, then the escalation to the backup
+            late = time.monotonic() - raised
+            print(f"\nescalate_after 3 s, another destination hanging: backup paged after {late:.2f} s")
+            assert [r.path for r in got] == ["/ward-a", "/backup"]
+            (escalated,) = await wait_for(lambda: _stream(js, "alert.escalated", healthy.alert_id))
+            due = healthy.occurred_at.timestamp() + 3
+            assert datetime.fromisoformat(escalated["occurred_at"].replace("Z", "+00:00")).timestamp() == pytest.approx(due)
+            assert late < 10  # liveness bound only (3 s timer, 0.2 s ticks, a loaded 2-core machine)
+            assert not pager.failed.done()
+    finally:
+        await nc.close()
+        ward_b.hold.set()
+        await ward_a.stop()
+        await ward_b.stop()
