@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from faststream.nats import NatsBroker
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import TypeAdapter, ValidationError
 
@@ -41,10 +40,11 @@ from schemas.outbound import AlertAcknowledged, AlertEscalated, OutboundUnion
 from ..engine.bus import content_digest
 from ..engine.ids import stable_id
 from ..pager.wire import parse_wire, subject_type
-from ..runtime.shells import deliver_prefix, inbox_prefix, pull_batches, start_http, stop_consuming, stop_http
-from ..runtime.logs import get_logger, quiet_stdlib_logger
+from ..runtime.access import NatsAccess, access_for
+from ..runtime.shells import deliver_prefix, pull_batches, start_http, stop_consuming, stop_http
+from ..runtime.logs import get_logger
 from ..runtime.names import Names
-from ..runtime.settings import Settings, nats_servers
+from ..runtime.settings import Settings
 from ..runtime.streams import ensure_streams
 from .app import board_app
 from .auth import Authenticator, load_or_create_secret, load_users
@@ -193,20 +193,21 @@ def make_authenticator(config: BoardConfig, log: Any) -> Authenticator:
 
 
 @asynccontextmanager
-async def run_board(settings: Settings, nats_url: str, board_config: BoardConfig, names: Names = Names(),
+async def run_board(settings: Settings, nats_url: str | NatsAccess, board_config: BoardConfig, names: Names = Names(),
                     *, auth: Authenticator | None = None) -> AsyncIterator[RunningBoard]:
     """The board, running until the context exits: history read, consumers following, the web app
     served on ``board_config.bind`` (``url`` in the result; ``None`` when the bind is off)."""
     log = get_logger(SERVICE)
     auth = auth or make_authenticator(board_config, log)
-    broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), inbox_prefix=inbox_prefix("board"), graceful_timeout=5.0)
+    broker = access_for(nats_url).broker(SERVICE, graceful_timeout=5.0)
     failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
     hub = BoardHub(settings.monitor, board_config.view, clock=board_config.clock)
     feeder = BoardFeeder(hub, names, log)
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(broker)
         js = broker.config.connection_state.stream
-        await ensure_streams(js, names)
+        await ensure_streams(js, names, needed=(names.stream_in, names.stream_alerts, names.stream_out,
+                                                names.stream_audit))
         start = datetime.now(UTC) - timedelta(hours=board_config.lookback_hours)
         ns = names.ns
         streams = [(names.stream_in, f"{ns}.in.>"), (names.stream_alerts, f"{ns}.alert.>"),
@@ -249,7 +250,7 @@ async def run_board(settings: Settings, nats_url: str, board_config: BoardConfig
             log.info("board stopping", applied=feeder.applied)
 
 
-def run_board_service(nats_url: str, settings: Settings, board_config: BoardConfig | None = None) -> int:
+def run_board_service(nats_url: str | NatsAccess, settings: Settings, board_config: BoardConfig | None = None) -> int:
     """``infusion-monitor service board``: the board in the foreground until SIGINT/SIGTERM.
     Exit codes: 0 stopped, 70 failed (``up`` restarts it), 2 bad users file."""
     import signal
@@ -277,7 +278,7 @@ def run_board_service(nats_url: str, settings: Settings, board_config: BoardConf
 
 
 @asynccontextmanager
-async def start_board(nats_url: str, settings: Settings, board_config: BoardConfig | None = None,
+async def start_board(nats_url: str | NatsAccess, settings: Settings, board_config: BoardConfig | None = None,
                       names: Names = Names(), auth: Authenticator | None = None) -> AsyncIterator[str]:
     """For ``infusion-monitor demo``: the board against ``nats_url`` (e.g. the online replay's
     namespace, with ``clock="event"``), yielding its URL while it runs. ``auth``: e.g. a one-off

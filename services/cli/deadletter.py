@@ -10,19 +10,19 @@ import sys
 from argparse import Namespace
 from datetime import UTC
 
-import nats
 from nats.js.errors import NotFoundError
 
+from ..runtime.access import NatsAccess
 from ..runtime.names import Names
-from ..runtime.settings import Settings, nats_servers
-from .up import resolve_nats_url
+from ..runtime.settings import Settings
+from .up import resolve_nats
 
 
-async def _run(args: Namespace, url: str) -> int:
+async def _run(args: Namespace, access: NatsAccess) -> int:
     names = Names()
     gateway = getattr(args, "stream", "monitor") == "gateway"
     stream = names.stream_gateway_dlq if gateway else names.stream_dlq
-    nc = await nats.connect(servers=nats_servers(url))
+    nc = await access.connect("operator")
     js = nc.jetstream()
     try:
         if args.deadletter_command == "redrive" and gateway:
@@ -69,7 +69,7 @@ def _source(headers: dict[str, str]) -> str:
 
 
 def run_deadletter(args: Namespace, settings: Settings) -> int:
-    url = resolve_nats_url(args, settings)
+    url = resolve_nats(args, settings, "operator")
     if not url:
         print("infusion-monitor deadletter: no NATS URL (--nats, NATS_URL, or a running `up`)", file=sys.stderr)
         return 2

@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     alerts.add_argument("--nats", help="NATS URL (default: $NATS_URL, else a running `up`)")
     alerts.add_argument("--limit", type=int, default=20)
 
+    provision = sub.add_parser("provision", help="create and update the streams and KV buckets (admin credential; "
+                                                  "`up` does it for its embedded server)")
+    provision.add_argument("--nats", help="NATS URL (default: $NATS_URL, else a running `up`)")
+    provision.add_argument("--monitor-instances", type=int,
+                           help="monitor instances to make state buckets for (default $INFUSION_MONITOR_MONITOR_INSTANCES or 1)")
+
     dead = sub.add_parser("deadletter", help="inspect and re-drive dead letters")
     dead_sub = dead.add_subparsers(dest="deadletter_command", required=True)
     for name in ("list", "show", "redrive"):
@@ -129,9 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_deadletter(args, settings)
         case "gateway":
             from ..gateway.cli import run_gateway_service
-            from .up import resolve_nats_url
+            from .up import resolve_nats
 
-            return run_gateway_service(args, settings, resolve_nats_url(args, settings))
+            return run_gateway_service(args, settings, resolve_nats(args, settings, "gateway"))
         case "hl7" if args.hl7_command == "lint":
             from ..gateway.cli import run_hl7_lint
 
@@ -142,13 +148,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_hl7_send(args.files, args.host, args.port)
         case "alerts":
             from ..pager.audit import run_alerts
-            from .up import resolve_nats_url
+            from .up import resolve_nats
 
-            url = resolve_nats_url(args, settings)
-            if not url:
+            access = resolve_nats(args, settings, "operator")
+            if not access:
                 print("infusion-monitor alerts: no NATS URL (--nats, NATS_URL, or a running `up`)", file=sys.stderr)
                 return 2
-            return run_alerts(url, args.limit)
+            return run_alerts(access, args.limit)
+        case "provision":
+            from ..runtime.provision import run_provision
+            from .up import resolve_nats
+
+            return run_provision(args, resolve_nats(args, settings, "admin"))
     return 2
 
 

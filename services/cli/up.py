@@ -1,5 +1,13 @@
 """``infusion-monitor up`` (supervisor: embedded NATS unless configured, every service as a
-child process, restarted when it exits) and ``infusion-monitor service NAME`` (one service)."""
+child process, restarted when it exits) and ``infusion-monitor service NAME`` (one service).
+
+The embedded server has the account layout of ``deploy/nats`` (``runtime/permissions.py``):
+``up`` generates one credentials file per user into ``DATA_DIR/credentials/`` (0600), runs
+``provision`` as admin, and starts each service with its own file
+(``INFUSION_MONITOR_NATS_CREDENTIALS``); the URL it writes to ``DATA_DIR/nats.url`` and prints
+carries no credential. The command-line verbs find the operator's (or admin's) file there.
+Against a configured server, ``INFUSION_MONITOR_NATS_CREDENTIALS_DIR`` names a directory with
+``<service>.creds`` files, one per service."""
 
 from __future__ import annotations
 
@@ -12,7 +20,8 @@ import time
 from argparse import Namespace
 from pathlib import Path
 
-from ..runtime.embedded import EmbeddedNats
+from ..runtime.access import CREDENTIALS_ENV, NatsAccess, access_for
+from ..runtime.embedded import EmbeddedAuth, EmbeddedNats
 from ..runtime.logs import configure, get_logger
 from ..runtime.settings import Settings
 
@@ -20,23 +29,38 @@ SERVICES = ("monitor", "pager", "board")  # + "gateway" when a patient-key secre
 RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10)
 
 
+CREDENTIALS_DIR_ENV = "INFUSION_MONITOR_NATS_CREDENTIALS_DIR"
+
+
 def url_file(data_dir: Path) -> Path:
     return data_dir / "nats.url"
 
 
-def resolve_nats_url(args: Namespace, settings: Settings) -> str | None:
-    """--nats, else NATS_URL, else the embedded server a running ``up`` wrote down."""
-    if getattr(args, "nats", None):
-        return args.nats
-    if settings.nats_url:
-        return settings.nats_url
+def credentials_dir(data_dir: Path) -> Path:
+    return data_dir / "credentials"
+
+
+def resolve_nats(args: Namespace, settings: Settings, role: str) -> NatsAccess | None:
+    """Where and as whom ``role`` connects: --nats, else NATS_URL, with the credentials file of
+    ``INFUSION_MONITOR_NATS_CREDENTIALS``; else the embedded server of a running ``up`` with
+    ``role``'s file in ``DATA_DIR/credentials/``."""
+    url = getattr(args, "nats", None) or settings.nats_url
+    if url:
+        return access_for(url)
     path = url_file(settings.data_dir)
-    return path.read_text().strip() if path.exists() else None
+    if not path.exists():
+        return None
+    access = access_for(path.read_text().strip())
+    if access.credentials is None:
+        creds = EmbeddedAuth(credentials_dir(settings.data_dir))
+        if creds.path(role).exists():
+            access = NatsAccess(access.url, creds.credentials(role), access.tls)
+    return access
 
 
 def run_service(args: Namespace, settings: Settings) -> int:
     configure(settings.log_format)
-    url = resolve_nats_url(args, settings)
+    url = resolve_nats(args, settings, args.name)
     if not url:
         print("infusion-monitor service: no NATS URL (--nats or NATS_URL)", file=sys.stderr)
         return 2
@@ -84,18 +108,18 @@ def run_service(args: Namespace, settings: Settings) -> int:
 class Supervisor:
     """Keeps one child process per service running until told to stop."""
 
-    def __init__(self, url: str, env: dict[str, str], log, services: list[str]) -> None:
-        self.url, self.env, self.log = url, env, log
+    def __init__(self, envs: dict[str, dict[str, str]], log) -> None:
+        self.envs, self.log = envs, log
         self.children: dict[str, subprocess.Popen[bytes]] = {}
-        self.restarts: dict[str, int] = {name: 0 for name in services}
+        self.restarts: dict[str, int] = {name: 0 for name in envs}
 
     def spawn(self, name: str) -> None:
         service, _, part = name.partition("#")  # "monitor#1/3": instance 1 of 3
-        # the URL (it may carry credentials) goes in the environment, never on a command line
+        # where to connect and the credentials file go in the environment, never on a command line
         command = [sys.executable, "-m", "services.cli.main", "service", service]
         if part:
             command += ["--partition", part]
-        self.children[name] = subprocess.Popen(command, env=self.env)
+        self.children[name] = subprocess.Popen(command, env=self.envs[name])
         self.log.info("service started", name=name, pid=self.children[name].pid)
 
     def check(self) -> None:
@@ -120,17 +144,48 @@ class Supervisor:
                 child.kill()
 
 
+def child_environments(services: list[str], url: str, data_dir: Path, credentials: Path | None,
+                       env: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """Each child's environment: the server, the data directory, and its own credentials file
+    (``credentials``: a directory of ``<service>.creds``; none: the inherited environment's)."""
+    base = {**(os.environ if env is None else env), "NATS_URL": url, "INFUSION_MONITOR_DATA_DIR": str(data_dir)}
+    envs = {}
+    for name in services:
+        child = dict(base)
+        if credentials is not None:
+            child[CREDENTIALS_ENV] = str(credentials / f"{name.partition('#')[0]}.creds")
+        envs[name] = child
+    return envs
+
+
+def start_embedded(data_dir: Path, instances: int, log) -> EmbeddedNats:
+    """The embedded server with the deploy account layout, provisioned as admin."""
+    from ..runtime.provision import ledger_days, provision
+
+    auth = EmbeddedAuth(credentials_dir(data_dir), monitor_instances=instances)
+    server = EmbeddedNats(data_dir / "nats", auth=auth).start()
+    try:
+        changed = asyncio.run(provision(server.access("admin"), instances=instances, ledger=ledger_days()))
+    except BaseException:
+        server.stop()
+        raise
+    url_file(data_dir).write_text(server.url + "\n")
+    log.info("embedded nats-server started", url=server.url, pid=server.pid, store=str(data_dir / "nats"),
+             credentials=str(credentials_dir(data_dir)), provisioned=len(changed))
+    return server
+
+
 def run_up(args: Namespace, settings: Settings) -> int:
     configure(settings.log_format)
     log = get_logger("up")
     data_dir = args.data_dir or settings.data_dir
     url = args.nats or settings.nats_url
+    instances = int(os.environ.get("INFUSION_MONITOR_MONITOR_INSTANCES", "1"))
     server = None
+    credentials = Path(os.environ[CREDENTIALS_DIR_ENV]) if os.environ.get(CREDENTIALS_DIR_ENV) else None
     if url is None:
-        server = EmbeddedNats(data_dir / "nats").start()
-        url = server.url
-        url_file(data_dir).write_text(url + "\n")
-        log.info("embedded nats-server started", url=url, pid=server.pid, store=str(data_dir / "nats"))
+        server = start_embedded(data_dir, instances, log)
+        url, credentials = server.url, credentials_dir(data_dir)
     stopping = False
 
     def request_stop(*_: object) -> None:
@@ -140,7 +195,6 @@ def run_up(args: Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     services = list(SERVICES)
-    instances = int(os.environ.get("INFUSION_MONITOR_MONITOR_INSTANCES", "1"))
     if instances > 1:  # scale-out: every instance reads all, owns 1/N of the patients
         at = services.index("monitor")
         services[at:at + 1] = [f"monitor#{i}/{instances}" for i in range(instances)]
@@ -148,11 +202,12 @@ def run_up(args: Namespace, settings: Settings) -> int:
         services.append("gateway")
     else:
         log.info("gateway not started: set INFUSION_MONITOR_PATIENT_KEY_SECRET to run it")
-    supervisor = Supervisor(url, {**os.environ, "NATS_URL": url}, log, services)
+    supervisor = Supervisor(child_environments(services, url, data_dir, credentials), log)
     try:
         for name in services:
             supervisor.spawn(name)
-        print(f"infusion-monitor is up. NATS: {url}. Publish inbound events on im.in.<patient>.<type>; "
+        where = (f" (user producer: {credentials / 'producer.creds'})" if server is not None and credentials else "")
+        print(f"infusion-monitor is up. NATS: {url}{where}. Publish inbound events on im.in.<patient>.<type>; "
               "alerts arrive on im.alert.>. Ctrl-C stops.", flush=True)
         while not stopping:
             supervisor.check()

@@ -33,13 +33,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 
-from ..runtime.logs import get_logger, quiet_stdlib_logger
+from ..runtime.access import NatsAccess, access_for
+from ..runtime.logs import get_logger
 from ..runtime.names import Names
-from ..runtime.shells import inbox_prefix
-from ..runtime.settings import Settings, nats_servers
+from ..runtime.settings import Settings
 from ..runtime.streams import ensure_gateway_streams
 from .config import GatewayConfig
 from .mapping import pump
@@ -252,7 +251,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 @asynccontextmanager
-async def run_gateway(settings: Settings, nats_url: str, gateway_config: GatewayConfig,
+async def run_gateway(settings: Settings, nats_url: str | NatsAccess, gateway_config: GatewayConfig,
                       names: Names = Names()) -> AsyncIterator[RunningGateway]:
     """Connect, declare streams and the state bucket, load the state, then listen (MLLP and
     HTTP). Yields once both ports accept connections."""
@@ -263,7 +262,7 @@ async def run_gateway(settings: Settings, nats_url: str, gateway_config: Gateway
     del settings  # the gateway reads its own configuration; kept for the shells' common signature
     log = get_logger(SERVICE)
     config = gateway_config
-    broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), inbox_prefix=inbox_prefix("gateway"), graceful_timeout=10.0)
+    broker = access_for(nats_url).broker(SERVICE, graceful_timeout=10.0)
     failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
     async with broker:
         js = broker.config.connection_state.stream

@@ -9,11 +9,10 @@ import json
 from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
-from ..runtime.shells import open_bucket
+from ..runtime.streams import Bucket, open_bucket
 
 LOAD_CONCURRENCY = 32
 
@@ -75,11 +74,7 @@ class MessageLedger:
 
     @classmethod
     async def open(cls, js: JetStreamContext, bucket: str, ttl_s: float, replicas: int = 1) -> MessageLedger:
-        try:
-            return cls(await js.key_value(bucket))
-        except (BucketNotFoundError, NotFoundError):
-            return cls(await js.create_key_value(KeyValueConfig(
-                bucket=bucket, history=1, ttl=ttl_s, storage=StorageType.FILE, replicas=replicas)))
+        return cls(await open_bucket(js, Bucket(bucket, ttl_s), replicas))
 
     async def digest(self, identity: str) -> str | None:
         try:

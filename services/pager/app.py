@@ -39,10 +39,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from schemas.outbound import AlertAcknowledged
 
 from ..engine.bus import Engine
-from ..runtime.shells import deliver_prefix, inbox_prefix, pull_batches, start_http, stop_consuming, stop_http
-from ..runtime.logs import get_logger, quiet_stdlib_logger
+from ..runtime.access import NatsAccess, access_for
+from ..runtime.shells import deliver_prefix, pull_batches, start_http, stop_consuming, stop_http
+from ..runtime.logs import get_logger
 from ..runtime.names import Names
-from ..runtime.settings import Settings, nats_servers
+from ..runtime.settings import Settings
 from ..runtime.streams import ensure_consumer, ensure_streams
 from ..worker.store import StateStore
 from .ack import ack_app
@@ -153,7 +154,7 @@ async def _consume(sub: Any, stream: str, runner: PagerRunner, failed: asyncio.F
 
 
 @asynccontextmanager
-async def run_pager(settings: Settings, nats_url: str, routes: PagerRoutes, names: Names = Names(),
+async def run_pager(settings: Settings, nats_url: str | NatsAccess, routes: PagerRoutes, names: Names = Names(),
                     clock: str = "wall", *, pager: PagerSettings | None = None,
                     tick_seconds: float | None = None,
                     http_client: httpx.AsyncClient | None = None,
@@ -162,13 +163,14 @@ async def run_pager(settings: Settings, nats_url: str, routes: PagerRoutes, name
     environment); ``http_client``: for tests (default: a fresh client)."""
     pager = pager or PagerSettings.load()
     log = get_logger(SERVICE)
-    broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), inbox_prefix=inbox_prefix("pager"), graceful_timeout=10.0)
+    broker = access_for(nats_url).broker(SERVICE, graceful_timeout=10.0)
     failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(broker)
         client = http_client or await stack.enter_async_context(httpx.AsyncClient())
         js = broker.config.connection_state.stream
-        await ensure_streams(js, names)
+        await ensure_streams(js, names, needed=(names.stream_alerts, names.stream_out, names.stream_dlq,
+                                                names.stream_audit))
         start = datetime.now(UTC) - timedelta(minutes=pager.lookback_minutes)
         subjects = {names.stream_alerts: (DURABLE_ALERTS, f"{names.ns}.alert.>"),
                     names.stream_out: (DURABLE_SESSIONS, f"{names.ns}.out.*.session.closed")}
@@ -257,7 +259,7 @@ async def run_pager(settings: Settings, nats_url: str, routes: PagerRoutes, name
                      delivered=dispatcher.sent)
 
 
-def run_pager_service(nats_url: str, settings: Settings, pager: PagerSettings | None = None) -> int:
+def run_pager_service(nats_url: str | NatsAccess, settings: Settings, pager: PagerSettings | None = None) -> int:
     """``infusion-monitor service pager``: the bridge in the foreground until SIGINT/SIGTERM.
     Exit codes: 0 stopped, 70 failed (``up`` restarts it), 2 bad routes file."""
     import signal

@@ -22,6 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from ..runtime.access import NatsAccess, access_for
 from ..runtime.names import Names
 from .state import ACKNOWLEDGED, DELIVERED, ESCALATED, RAISED, RESOLVED, STATE_ORDER
 
@@ -157,19 +158,15 @@ def render(statuses: list[AlertStatus]) -> str:
     return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows) + "\n"
 
 
-async def print_alerts(nats_url: str, limit: int = 20, names: Names = Names()) -> str:
-    import nats
-
-    from ..runtime.settings import nats_servers
-
-    nc = await nats.connect(nats_servers(nats_url))
+async def print_alerts(nats_url: str | NatsAccess, limit: int = 20, names: Names = Names()) -> str:
+    nc = await access_for(nats_url).connect("operator")
     try:
         return render(await recent_alerts(nc.jetstream(), names, limit))
     finally:
         await nc.close()
 
 
-def run_alerts(nats_url: str, limit: int = 20) -> int:
+def run_alerts(nats_url: str | NatsAccess, limit: int = 20) -> int:
     """``infusion-monitor alerts [--nats URL] [--limit N]``: prints the table, exit 0."""
     print(asyncio.run(print_alerts(nats_url, limit)), end="")
     return 0

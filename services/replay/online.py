@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import nats
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from pydantic import TypeAdapter
@@ -24,9 +23,10 @@ from schemas import Rejection, parse_inbound
 from schemas.base import OutboundEvent, format_time
 from schemas.outbound import OutboundUnion
 
-from ..runtime.embedded import EmbeddedNats
+from ..runtime.access import NatsAccess, access_for
+from ..runtime.embedded import EmbeddedAuth, EmbeddedNats
 from ..runtime.names import Names
-from ..runtime.settings import Settings, nats_servers
+from ..runtime.settings import Settings
 from ..worker.app import DURABLE, run_worker
 from ..engine.bus import content_digest
 from .offline import HORIZON, LineReport, ReplayResult
@@ -44,7 +44,7 @@ async def replay_online_async(
     lines: list[bytes],
     settings: Settings,
     until: datetime | None = None,
-    nats_url: str | None = None,
+    nats_url: str | NatsAccess | None = None,
     *,
     pace: Callable[[datetime | None, datetime], Awaitable[None]] | None = None,
     on_output: OnOutput | None = None,
@@ -54,12 +54,13 @@ async def replay_online_async(
     names = names or Names(ns=f"rp{uuid.uuid4().hex[:10]}")
     with tempfile.TemporaryDirectory(prefix="im-replay-") as tmp:
         server = None
-        if nats_url is None:
-            server = EmbeddedNats(Path(tmp) / "nats").start()
-            nats_url = server.url
+        access = access_for(nats_url) if nats_url is not None else None
+        if access is None:  # a private server with the product's accounts; the replay is its admin
+            server = EmbeddedNats(Path(tmp) / "nats", auth=EmbeddedAuth(Path(tmp) / "credentials")).start()
+            access = server.access("admin")
         try:
-            async with run_worker(settings, nats_url, names, clock="event") as worker:
-                nc = await nats.connect(servers=nats_servers(nats_url))
+            async with run_worker(settings, access, names, clock="event") as worker:
+                nc = await access.connect("admin")
                 try:
                     watcher = None
                     if on_output is not None:

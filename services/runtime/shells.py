@@ -1,5 +1,5 @@
-"""Pieces every service shell repeats: opening its KV bucket, serving its HTTP app inside its
-own loop, and an orderly stop of its consuming tasks, subscriptions and HTTP server."""
+"""Pieces every service shell repeats: serving its HTTP app inside its own loop, pulling batches,
+and an orderly stop of its consuming tasks, subscriptions and HTTP server."""
 
 from __future__ import annotations
 
@@ -11,19 +11,7 @@ from typing import Any
 
 import uvicorn
 
-from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, NotFoundError
-from nats.js.kv import KeyValue
-
-
-async def open_bucket(js: JetStreamContext, bucket: str, replicas: int = 1) -> KeyValue:
-    """The service's KV bucket (file storage, one revision kept), created on first use."""
-    try:
-        return await js.key_value(bucket)
-    except (BucketNotFoundError, NotFoundError):
-        return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE,
-                                                        replicas=replicas))
+from .access import inbox_prefix
 
 
 async def stop_consuming(tasks: Iterable[asyncio.Task[Any]], subs: Iterable[Any]) -> None:
@@ -105,12 +93,6 @@ async def pull_batches(sub: Any, batch: int, stop: asyncio.Future[Any], log: Any
         except Exception:  # noqa: BLE001 - TimeoutError: nothing more ready; others: the next fetch retries
             pass
         yield msgs
-
-
-def inbox_prefix(service: str) -> str:
-    """A service's own reply-subject prefix (``_INBOX_<service>``): with the per-service NATS
-    permissions of deploy/nats, no service can read another's replies (fetched messages, KV reads)."""
-    return f"_INBOX_{service}"
 
 
 def deliver_prefix(service: str) -> bytes:

@@ -29,10 +29,11 @@ from faststream.nats import NatsBroker
 
 from ..engine.bus import Engine
 from ..engine.cores import all_cores
-from ..runtime.logs import get_logger, quiet_stdlib_logger
+from ..runtime.access import NatsAccess, access_for
+from ..runtime.logs import get_logger
 from ..runtime.names import Names
-from ..runtime.settings import Settings, nats_servers
-from ..runtime.shells import deliver_prefix, inbox_prefix, pull_batches
+from ..runtime.settings import Settings
+from ..runtime.shells import deliver_prefix, pull_batches
 from ..runtime.streams import ensure_consumer, ensure_streams, policy_from_env, worker_consumer
 from .partition import Partition
 from .runner import CHECKPOINT_MESSAGES, SERVICE, MonitorRunner
@@ -68,18 +69,19 @@ async def _consume(sub: Any, runner: MonitorRunner, failed: asyncio.Future[BaseE
 
 
 @asynccontextmanager
-async def run_worker(settings: Settings, nats_url: str, names: Names = Names(),
+async def run_worker(settings: Settings, nats_url: str | NatsAccess, names: Names = Names(),
                      clock: str = "wall", tick_seconds: float = 1.0,
                      partition: Partition = Partition()) -> AsyncIterator[RunningWorker]:
     log = get_logger(SERVICE).bind(partition=f"{partition.index}/{partition.count}")
     durable = DURABLE + partition.suffix
-    broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), inbox_prefix=inbox_prefix("monitor"), graceful_timeout=10.0)
+    broker = access_for(nats_url).broker(SERVICE, graceful_timeout=10.0)
     failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
     await broker.connect()  # no FastStream subscribers here: we close the connection ourselves
     try:
         js = broker.config.connection_state.stream
         policy = policy_from_env()
-        await ensure_streams(js, names, policy)
+        await ensure_streams(js, names, policy, needed=(names.stream_in, names.stream_alerts, names.stream_out,
+                                                        names.stream_dlq))
         consumer = worker_consumer(durable, f"{names.ns}.in.>", MAX_UNACKED)
         await ensure_consumer(js, names.stream_in, consumer)
         store = await StateStore.open(js, names.state_bucket(SERVICE + partition.suffix), policy.replicas)

@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 
-from ..runtime.shells import open_bucket
+from ..runtime.streams import open_bucket
 
 from ..engine.bus import PatientRecord
 from .names_kv import META_KEY, patient_key

@@ -12,8 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+import nats
 import pytest
 
+from services.runtime.access import Credentials, NatsAccess
 from tests.integration.live import alerts, connect, now_minus, publish, wait_for
 
 pytestmark = pytest.mark.integration
@@ -35,7 +37,8 @@ def test_demo_prints_alerts_and_summary():
 
 
 async def test_up_runs_embedded_server_and_services_and_stops_cleanly(tmp_path):
-    env = {**os.environ, "INFUSION_MONITOR_DATA_DIR": str(tmp_path / "var"), "INFUSION_MONITOR_LOG_FORMAT": "json"}
+    env = {**os.environ, "INFUSION_MONITOR_DATA_DIR": str(tmp_path / "var"), "INFUSION_MONITOR_LOG_FORMAT": "json",
+           "INFUSION_MONITOR_BOARD_BIND": "127.0.0.1:0", "INFUSION_MONITOR_PAGER_ACK_BIND": "127.0.0.1:0"}
     env.pop("NATS_URL", None)
     log = (tmp_path / "up.log").open("wb")
     up = subprocess.Popen([sys.executable, "-m", "services.cli.main", "up"], cwd=ROOT, env=env,
@@ -47,32 +50,41 @@ async def test_up_runs_embedded_server_and_services_and_stops_cleanly(tmp_path):
             assert time.monotonic() < deadline and up.poll() is None, "up did not start the embedded server"
             await asyncio.sleep(0.1)
         url = url_file.read_text().strip()
-        nc, js = await connect(url)
+        assert "@" not in url  # no credential in the URL it writes down (or prints)
+        credentials = tmp_path / "var" / "credentials"
+        with pytest.raises(Exception):  # no anonymous access
+            await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=3)
+        operator = await NatsAccess(url, Credentials.read(credentials / "admin.creds")).connect("admin")  # inspects
+        producer = await NatsAccess(url, Credentials.read(credentials / "producer.creds")).connect("producer")
+        js, producer_js = operator.jetstream(), producer.jetstream()
         try:
-            async def streams_ready():
-                try:
-                    await js.consumer_info("IM_IN", "monitor")
-                    return True
-                except Exception:
-                    return False
-
-            await wait_for(streams_ready, timeout=30)
-            base = {"patient_id": "pk-up"}
-            await publish(js, {"type": "infusion.started", "event_id": "u1", "occurred_at": now_minus(3), "session_id": "ses-up", **base})
-            await publish(js, {"type": "vitals.recorded", "event_id": "u2", "occurred_at": now_minus(0.1), "spo2_pct": 88, **base})
+            base = {"patient_id": "pk-up"}  # the streams are provisioned before the services start
+            await publish(producer_js, {"type": "infusion.started", "event_id": "u1", "occurred_at": now_minus(3), "session_id": "ses-up", **base})
+            await publish(producer_js, {"type": "vitals.recorded", "event_id": "u2", "occurred_at": now_minus(0.1), "spo2_pct": 88, **base})
 
             async def critical():
                 return [a for a in await alerts(js) if a["rule"] == "R8"]
 
             assert (await wait_for(critical, timeout=30))[0]["session_id"] == "ses-up"
+            # the command-line verbs find the operator's credentials of the running `up`
+            listed = _cli("alerts", env={"INFUSION_MONITOR_DATA_DIR": str(tmp_path / "var"), "NATS_URL": ""})
+            assert listed.returncode == 0 and "R8" in listed.stdout, listed.stderr
         finally:
-            await nc.close()
+            await operator.close()
+            await producer.close()
+        for path in credentials.iterdir():  # files only their owner can read, in a private directory
+            assert path.stat().st_mode & 0o077 == 0, path
+        assert credentials.stat().st_mode & 0o077 == 0
         up.send_signal(signal.SIGINT)
         assert up.wait(30) == 0
         assert not url_file.exists()
         assert (tmp_path / "var" / "nats" / "jetstream").is_dir()  # the store stays for the next start
         server_log = (tmp_path / "var" / "nats" / "nats-server.log").read_text()
         assert "Server Exiting" in server_log or "Exiting" in server_log
+        out = (tmp_path / "up.log").read_bytes().decode(errors="replace")
+        for path in credentials.glob("*.creds"):  # no password in the banner or any log line
+            secret = Credentials.read(path).password
+            assert secret not in out and secret not in server_log
     finally:
         if up.poll() is None:
             up.kill()

@@ -28,7 +28,9 @@ from typing import Any
 import nats
 import pytest
 
+from services.runtime.access import Credentials, NatsAccess
 from services.runtime.embedded import EmbeddedNats, free_port, server_binary
+from services.runtime.provision import provision
 from tests.integration.live import now_minus, stop_process, wait_for
 
 pytestmark = pytest.mark.integration
@@ -161,6 +163,10 @@ class Secure:
         pw = USERS[user.upper()][0] if password is None else password
         return f"nats://{user}:{pw}@127.0.0.1:{self.server.port}"
 
+    def access(self, user: str) -> NatsAccess:
+        """How a service of this deployment connects: its credentials file's user and password."""
+        return NatsAccess(f"nats://127.0.0.1:{self.server.port}", Credentials(user, USERS[user.upper()][0]), self.tls())
+
     def tls(self, client_cert: bool = False) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.certs["ca"]))
         if client_cert:
@@ -210,7 +216,10 @@ class Service:
     def __init__(self, name: str, secure: Secure, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.name, self.log_path = name, log_path
         base = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "SSL_CERT_FILE")}
-        self.env = {**base, "NATS_URL": secure.url(name), "SSL_CERT_FILE": str(secure.certs["ca"]),
+        # the credentials in a file only its owner can read; the URL carries none
+        creds = Credentials(name, USERS[name.upper()][0]).write(log_path.parent / f"{name}.creds")
+        self.env = {**base, "NATS_URL": f"nats://127.0.0.1:{secure.server.port}", "INFUSION_MONITOR_NATS_CREDENTIALS": str(creds),
+                    "SSL_CERT_FILE": str(secure.certs["ca"]), "INFUSION_MONITOR_DATA_DIR": str(log_path.parent / "var"),
                     "INFUSION_MONITOR_LOG_FORMAT": "json", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -237,7 +246,10 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
     conf = render(DEPLOY / "accounts.conf", tmp, certs)
     server = EmbeddedNats(tmp / "store", extra_args=["-c", str(conf)]).start()
     try:
-        yield Secure(server, certs)
+        secure = Secure(server, certs)
+        # `infusion-monitor provision` as admin: the only one who may create streams and buckets
+        asyncio.run(provision(secure.access("admin"), instances=1))
+        yield secure
     finally:
         server.stop()
 
@@ -270,7 +282,7 @@ def ev(type_: str, event_id: str, minutes_ago: float, patient: str = "pk-sec", *
 
 
 async def _monitor_ready(secure: Secure, durable: str = "monitor") -> None:
-    operator = await secure.connect("operator")
+    operator = await secure.connect("admin")  # inspecting streams: admin (operators read dead letters and the audit only)
 
     async def ready() -> bool:
         try:
@@ -328,7 +340,7 @@ def test_every_shipped_server_config_has_the_same_authorization_and_is_valid(tmp
 
 async def test_a_producer_event_raises_an_alert_through_the_monitor_under_its_own_user(secure, monitor, tmp_path):
     await _produce_r7(secure, "pk-sec", "s")
-    operator = await secure.connect("operator")
+    operator = await secure.connect("admin")  # inspecting streams: admin (operators read dead letters and the audit only)
     try:
         alert = await wait_for(lambda: _stream_has(operator, "IM_ALERTS", lambda a: a.get("rule") == "R7"
                                                    and a["patient_id"] == "pk-sec"), timeout=30)
@@ -343,7 +355,7 @@ async def test_a_producer_event_raises_an_alert_through_the_monitor_under_its_ow
 
 async def test_a_producer_cannot_raise_alerts_or_read_state_or_dead_letters(secure, monitor):
     await _produce_r7(secure, "pk-sec2", "t")  # the monitor's state bucket and streams exist
-    operator = await secure.connect("operator")
+    operator = await secure.connect("admin")  # inspecting streams: admin (operators read dead letters and the audit only)
     producer = await secure.connect("producer")
     try:
         await wait_for(lambda: _stream_has(operator, "IM_ALERTS", lambda a: a["patient_id"] == "pk-sec2"), timeout=30)
@@ -383,7 +395,7 @@ async def test_a_producer_cannot_raise_alerts_or_read_state_or_dead_letters(secu
 
 async def test_the_pager_reads_alerts_but_cannot_publish_inbound_events_or_raise_alerts(secure, monitor):
     await _produce_r7(secure, "pk-sec3", "u")
-    operator = await secure.connect("operator")
+    operator = await secure.connect("admin")  # inspecting streams: admin (operators read dead letters and the audit only)
     pager = await secure.connect("pager")
     try:
         await wait_for(lambda: _stream_has(operator, "IM_ALERTS", lambda a: a["patient_id"] == "pk-sec3"), timeout=30)
@@ -416,7 +428,7 @@ async def test_the_pager_service_runs_under_its_own_user(secure, monitor, tmp_pa
     await _produce_r7(secure, "pk-sec4", "v")
     service = Service("pager", secure, tmp_path / "pager.log",
                       env={"INFUSION_MONITOR_PAGER_ACK_BIND": "off"}).start()
-    operator = await secure.connect("operator")
+    operator = await secure.connect("admin")  # inspecting streams: admin (operators read dead letters and the audit only)
     try:
         audited = await wait_for(lambda: _stream_has(operator, "IM_AUDIT", lambda a: a["type"] == "alert.raised"
                                                      and a["patient_id"] == "pk-sec4"), timeout=40)
@@ -440,7 +452,9 @@ async def test_gateway_dead_letters_are_readable_by_the_gateway_and_operators_on
         await ensure_gateway_streams(gateway.nc.jetstream(timeout=5.0), Names())
         ack = await gateway.js.publish("im.gwdlq.hl7", b"MSH|^~\\&|LAB|...|PID|||MRN-4711||Doe^Jane",
                                        headers={"Nats-Msg-Id": "gwdlq:test:1"})
-        assert (await gateway.js.get_msg("IM_GW_DLQ", ack.seq)).data.startswith(b"MSH")
+        with pytest.raises(Exception):  # it writes them; only operators read them back
+            await gateway.js.get_msg("IM_GW_DLQ", ack.seq)
+        await gateway.violation("$js.api.stream.msg.get.im_gw_dlq")
     finally:
         await gateway.close()
     operator = await secure.connect("operator")
@@ -528,7 +542,7 @@ async def test_a_partitioned_monitor_instance_runs_under_the_monitor_user(secure
     part = Partition(1, 3)
     patient = next(f"pk-part{i}" for i in range(1000) if part.owns(f"pk-part{i}"))
     instance = Service("monitor", secure, tmp_path / "monitor-p1.log", env={"INFUSION_MONITOR_PARTITION": "1/3"}).start()
-    operator = await secure.connect("operator")
+    operator = await secure.connect("admin")  # inspecting streams: admin (operators read dead letters and the audit only)
     try:
         await _produce_r7(secure, patient, "p1", durable="monitor-p1of3")
         alert = await wait_for(lambda: _stream_has(operator, "IM_ALERTS", lambda a: a.get("rule") == "R7"
@@ -563,3 +577,116 @@ async def test_the_gateway_opens_its_state_and_its_message_ledger_with_its_own_p
             await monitor.js.key_value("im-state-gateway-msgids")
     finally:
         await monitor.close()
+
+
+# -- issue 14: nobody but admin changes a stream; the audit trail is append-only ------------------
+
+SERVICE_USERS = ("monitor", "pager", "gateway", "board", "operator", "producer")
+
+
+async def test_every_service_user_fails_to_purge_delete_or_shrink_the_audit_stream(secure):
+    """The attack of issue 14 (the monitor shrank IM_AUDIT from 12 to 2 messages; an anonymous
+    client deleted it) against every user of the shipped configuration."""
+    from nats.js.api import StreamConfig
+
+    admin = await secure.connect("admin")
+    try:
+        for i in range(3):
+            await admin.js.publish(f"im.audit.pk-audit.alert.raised", json.dumps({"n": i}).encode(),
+                                   headers={"Nats-Msg-Id": f"audit-attack-{i}"})
+        before = (await admin.js.stream_info("IM_AUDIT")).state
+        config = (await admin.js.stream_info("IM_AUDIT")).config
+        for user in SERVICE_USERS:
+            client = await secure.connect(user)
+            try:
+                for attempt in (lambda js: js.purge_stream("IM_AUDIT"), lambda js: js.delete_stream("IM_AUDIT"),
+                                lambda js: js.delete_msg("IM_AUDIT", before.last_seq),
+                                lambda js: js.update_stream(StreamConfig(**{**config.as_dict(), "max_msgs": 1})),
+                                lambda js: js.add_stream(StreamConfig(name="IM_EVIL", subjects=["im.audit.>"]))):
+                    with pytest.raises(Exception):  # noqa: B017 - denied: refused or no reply
+                        await attempt(client.js)
+                assert [e for e in client.errors if "permissions violation" in e], user
+            finally:
+                await client.close()
+        after = (await admin.js.stream_info("IM_AUDIT")).state
+        assert (after.messages, after.first_seq, after.last_seq) == (before.messages, before.first_seq, before.last_seq)
+        # append-only even for the admin's tools: no purge, no message delete (only max_age expires it)
+        with pytest.raises(Exception):
+            await admin.js.purge_stream("IM_AUDIT")
+        with pytest.raises(Exception):
+            await admin.js.delete_msg("IM_AUDIT", before.last_seq)
+    finally:
+        await admin.close()
+
+
+async def test_no_one_but_admin_publishes_a_clock_tick(secure):
+    """Only the product's own scheduler may move the clock (architecture rule 9; issue 13): no
+    producer, gateway, operator or service may publish ``clock.tick``."""
+    admin = await secure.connect("admin")
+    try:
+        before = (await admin.js.stream_info("IM_IN")).state.messages
+        for user in SERVICE_USERS:
+            client = await secure.connect(user)
+            try:
+                tick = {"type": "clock.tick", "event_id": f"tick-{user}", "occurred_at": "9999-01-01T00:00:00Z"}
+                await client.nc.publish("im.in._.clock.tick", json.dumps(tick).encode())
+                await client.nc.flush()
+                await client.violation('publish to "im.in._.clock.tick"')
+            finally:
+                await client.close()
+        await asyncio.sleep(0.3)
+        assert (await admin.js.stream_info("IM_IN")).state.messages == before
+    finally:
+        await admin.close()
+
+
+async def test_the_pager_cannot_forge_the_boards_audit_records_nor_the_board_the_pagers(secure):
+    admin = await secure.connect("admin")
+    try:
+        before = (await admin.js.stream_info("IM_AUDIT")).state.messages
+        for user, subject in (("pager", "im.audit._.board.login"), ("board", "im.audit.pk-x.page.attempted"),
+                              ("board", "im.audit.pk-x.alert.acknowledged"), ("monitor", "im.audit.pk-x.board.acknowledge")):
+            client = await secure.connect(user)
+            try:
+                await client.nc.publish(subject, b'{"type": "board.login", "user": "someone-else"}')
+                await client.nc.flush()
+                await client.violation(f'publish to "{subject}"')
+            finally:
+                await client.close()
+        await asyncio.sleep(0.3)
+        assert (await admin.js.stream_info("IM_AUDIT")).state.messages == before
+    finally:
+        await admin.close()
+
+
+async def test_the_board_cannot_take_deliveries_from_the_monitors_durable(secure, monitor):
+    await _monitor_ready(secure)
+    board = await secure.connect("board")
+    try:
+        with pytest.raises(Exception):  # noqa: B017
+            sub = await board.js.pull_subscribe_bind("monitor", "IM_IN", inbox_prefix=b"_INBOX_board.")
+            await sub.fetch(1, timeout=DENIED_WAIT_S)
+        await board.violation("$js.api.consumer.msg.next.im_in.monitor")
+    finally:
+        await board.close()
+
+
+async def test_the_board_runs_under_its_shipped_user(secure, monitor, tmp_path):
+    """Issue 14: the board could not even start under its shipped user. It reads the three
+    streams, serves its page, and its log shows no permission violation."""
+    await _produce_r7(secure, "pk-sec-board", "w")
+    service = Service("board", secure, tmp_path / "board.log",
+                      env={"INFUSION_MONITOR_BOARD_BIND": "127.0.0.1:0", "INFUSION_MONITOR_BOARD_LOOKBACK_HOURS": "1"})
+    service.start()
+    try:
+        async def listening() -> bool:
+            return "board listening" in service.log_path.read_text()
+
+        await wait_for(listening, timeout=40)
+        assert service.proc is not None and service.proc.poll() is None
+    finally:
+        code = service.stop()
+    log = service.log_path.read_text()
+    assert code == 0, log[-3000:]
+    assert "permissions violation" not in log.lower(), log[-3000:]
+    assert USERS["BOARD"][0] not in log

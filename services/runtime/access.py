@@ -1,0 +1,145 @@
+"""Who a process is on NATS, and the one place every connection is made.
+
+A ``NatsAccess`` is a server URL plus, when the server asks for them, the user and password
+(read from a credentials file only its owner may read) and a TLS context. Services build their
+FastStream broker with ``access.broker(service)``; command-line verbs connect with
+``await access.connect(role)``. Credentials are never put in a URL, a log line or a banner:
+``repr`` hides the password and the URL never carries it.
+
+| variable | meaning |
+|---|---|
+| ``INFUSION_MONITOR_NATS_CREDENTIALS`` | this process's credentials file (TOML: ``user``, ``password``; mode 0600) |
+| ``NATS_TLS_CA`` | CA that signs the server certificate (default: the system's) |
+| ``NATS_TLS_CERT``, ``NATS_TLS_KEY`` | client certificate and key (servers with ``verify: true``) |
+
+``infusion-monitor up`` writes one credentials file per user of the embedded server into
+``DATA_DIR/credentials/`` and gives each service its own (``embedded.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .settings import nats_servers
+
+CREDENTIALS_ENV = "INFUSION_MONITOR_NATS_CREDENTIALS"
+SERVICE_ROLES = frozenset({"monitor", "pager", "gateway", "board"})
+
+
+class CredentialsError(ValueError):
+    """A credentials file that is missing, malformed, or readable by others."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    user: str
+    password: str = field(repr=False)
+
+    @classmethod
+    def read(cls, path: str | Path) -> Credentials:
+        """A credentials file; refused when group or others may read it (it holds a password)."""
+        path = Path(path)
+        try:
+            mode = path.stat().st_mode
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise CredentialsError(f"credentials file {path}: {exc.__class__.__name__}") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise CredentialsError(f"credentials file {path} is readable by others: chmod 600 {path}")
+        user, password = data.get("user"), data.get("password")
+        if not isinstance(user, str) or not isinstance(password, str) or not user or not password:
+            raise CredentialsError(f"credentials file {path}: needs user and password")
+        return cls(user, password)
+
+    def write(self, path: str | Path) -> Path:
+        """Write (or replace) the file with mode 0600, never readable by others in between."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f'# NATS credentials of user "{self.user}" (infusion-monitor); keep mode 0600\n'
+                     f'user = "{self.user}"\npassword = "{self.password}"\n')
+        os.replace(tmp, path)
+        return path
+
+
+def tls_from_env(env: dict[str, str] | None = None) -> ssl.SSLContext | None:
+    """A client TLS context when ``NATS_TLS_CA`` or a client certificate is configured (mutual
+    TLS); ``None`` otherwise (nats-py then uses Python's default context for ``tls://`` URLs or
+    a server that requires TLS, which honours ``SSL_CERT_FILE``)."""
+    env = dict(os.environ if env is None else env)
+    ca, cert, key = env.get("NATS_TLS_CA"), env.get("NATS_TLS_CERT"), env.get("NATS_TLS_KEY")
+    if not (ca or cert):
+        return None
+    context = ssl.create_default_context(cafile=ca or None)
+    if cert:
+        context.load_cert_chain(cert, key or None)
+    return context
+
+
+def inbox_prefix(role: str | None) -> str:
+    """A service's own reply-subject prefix (``_INBOX_<service>``): with the per-service NATS
+    permissions no service can read another's replies (fetched messages, KV reads). Operators'
+    tools and producers keep the default ``_INBOX``."""
+    return f"_INBOX_{role}" if role in SERVICE_ROLES else "_INBOX"
+
+
+@dataclass(frozen=True)
+class NatsAccess:
+    url: str
+    credentials: Credentials | None = None
+    tls: ssl.SSLContext | None = field(default=None, repr=False)
+
+    @property
+    def servers(self) -> list[str]:
+        return nats_servers(self.url)
+
+    def options(self, role: str | None) -> dict[str, Any]:
+        """Keyword arguments for ``nats.connect``."""
+        options: dict[str, Any] = {"servers": self.servers, "inbox_prefix": inbox_prefix(role)}
+        if self.credentials is not None:
+            options.update(user=self.credentials.user, password=self.credentials.password)
+        if self.tls is not None:
+            options["tls"] = self.tls
+        return options
+
+    def broker(self, role: str, **kwargs: Any) -> Any:
+        """The service's FastStream broker (not connected yet)."""
+        from faststream.nats import NatsBroker
+
+        from .logs import quiet_stdlib_logger
+
+        options = self.options(role)
+        servers = options.pop("servers")
+        security = None
+        if self.credentials is not None or self.tls is not None:
+            from faststream.nats.security import NatsSecurity, NatsUserPassword
+
+            options.pop("user", None), options.pop("password", None), options.pop("tls", None)
+            if self.credentials is not None:
+                security = NatsUserPassword(self.credentials.user, self.credentials.password, ssl_context=self.tls)
+            else:
+                security = NatsSecurity(ssl_context=self.tls)
+        return NatsBroker(servers, logger=quiet_stdlib_logger("faststream"), security=security, **options, **kwargs)
+
+    async def connect(self, role: str | None = None, **kwargs: Any) -> Any:
+        import nats
+
+        return await nats.connect(**self.options(role), **kwargs)
+
+
+def access_for(target: str | NatsAccess, env: dict[str, str] | None = None) -> NatsAccess:
+    """``target`` as is when it is already a ``NatsAccess``; a URL gets the credentials file and
+    TLS settings of this process's environment."""
+    if isinstance(target, NatsAccess):
+        return target
+    env = dict(os.environ if env is None else env)
+    path = env.get(CREDENTIALS_ENV)
+    return NatsAccess(target, Credentials.read(path) if path else None, tls_from_env(env))
