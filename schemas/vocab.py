@@ -163,6 +163,7 @@ class AlertKind(str, Enum):
     # operator alerts (``system.*``): about the product itself, raised by the paging bridge and
     # routed to the operator destinations (``docs/paging.md``, "Operator alerts"), never clinical
     SYSTEM_DESTINATION_DOWN = "system.destination_down"
+    SYSTEM_ACK_ENDPOINT_DOWN = "system.ack_endpoint_down"
 
 
 class Rule(str, Enum):

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..runtime.private import write_private
+
 USERNAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 COOKIE = "im_board"
@@ -80,12 +82,9 @@ def load_or_create_secret(path: Path) -> bytes:
             return data
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key)
-    return key
+    key = secrets.token_hex(32)
+    write_private(path, key)
+    return key.encode()
 
 
 def _b64(data: bytes) -> str:

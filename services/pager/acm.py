@@ -30,6 +30,7 @@ from schemas.vocab import DeliveryState, Rule, Severity
 
 from ..engine.config import MonitorConfig
 from ..gateway.mapping.ack import escape
+from .minimal import link_back, site_and_chair
 from .routes import OPERATOR_KIND_PREFIX, AcmSettings, PagerRoutes
 
 PROFILE = "IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.4.1^ISO"
@@ -173,21 +174,9 @@ def _obx(set_id: int, value_type: str, code: tuple[str, str], value: str, *, uni
 
 def location(alert: dict[str, Any], acm: AcmSettings) -> str:
     """PV1-3: site ^ ^ chair/pump ^ facility (empty components when unknown)."""
-    evidence = alert.get("evidence") if isinstance(alert.get("evidence"), dict) else {}
-    site = alert.get("site_id") or evidence.get("site_id") or ""
-    place = alert.get("pump_id") or evidence.get("pump_id") or alert.get("chair_id") or evidence.get("chair_id") or ""
-    return "^".join([escape(str(site)), "", escape(str(place)), escape(acm.facility)]).rstrip("^")
+    site, place = site_and_chair(alert)
+    return "^".join([escape(site or ""), "", escape(place or ""), escape(acm.facility)]).rstrip("^")
 
-
-def callback_link(page: PageRequested, routes: PagerRoutes) -> str | None:
-    from urllib.parse import quote
-
-    if routes.alert_url:
-        return routes.alert_url.format(alert_id=quote(page.alert_id, safe=""))
-    session_id = page.alert.get("session_id")
-    if routes.session_url and session_id:
-        return routes.session_url.format(session_id=quote(session_id, safe=""))
-    return None
 
 
 def pcd04(page: PageRequested, acm: AcmSettings, routes: PagerRoutes, config: MonitorConfig) -> bytes:
@@ -229,7 +218,7 @@ def pcd04(page: PageRequested, acm: AcmSettings, routes: PagerRoutes, config: Mo
     segments.append(_obx(5, "ST", INACTIVATION_STATE, inactivation))
     segments.append(_obx(6, "ST", PRIORITY, prio))
     segments.append(_obx(7, "ST", ALERT_TYPE, kind))
-    link = callback_link(page, routes)
+    link = link_back(page, routes)
     if link:
         segments.append(_obx(8, "RP", CALLBACK, f"{escape(link)}^{app}^TEXT^HTML", system=LOCAL))
     return ("\r".join(segments) + "\r").encode("utf-8")

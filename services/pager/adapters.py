@@ -1,11 +1,15 @@
 """Request bodies and headers per adapter (pure: no I/O, no clock).
 
 - ``pagerduty``: the PagerDuty Events API v2 shape (``routing_key``, ``event_action``,
-  ``dedup_key``, ``payload`` with ``summary``, ``source``, ``severity``, ``timestamp``,
+  ``dedup_key`` = the alert id, ``payload`` with ``summary``, ``source``, ``severity``,
   ``component``, ``group``, ``class``, ``custom_details``, and ``links``). Acknowledge and resolve
   carry only ``routing_key``, ``event_action`` and ``dedup_key``, as the API wants.
-- ``webhook``: the contract's event itself: ``alert.raised`` for a trigger (a re-page sends it
-  again), ``alert.acknowledged`` / ``alert.resolved`` for acknowledge / resolve.
+- ``webhook``: ``type`` (``alert.raised`` for a trigger, again for a re-page;
+  ``alert.acknowledged`` / ``alert.resolved``) and ``event_action`` with the alert's kind,
+  severity, site, chair, link and id.
+
+Third parties get only what ``minimal.py`` allows (no summary, evidence, session or patient key
+unless the destination opts in with ``include_patient_key``).
 - ``fhir``: a FHIR R4 ``CommunicationRequest`` (``fhir.py``), ``PUT`` as a conditional update.
 
 (``acm`` is not HTTP: ``acm.py`` builds its HL7 messages.)
@@ -25,6 +29,7 @@ from schemas.outbound import PageRequested
 from schemas.vocab import Severity
 
 from .fhir import communication_request, request_path
+from .minimal import minimal_alert, minimal_summary
 from .routes import PAGERDUTY_SEVERITY, Destination, PagerRoutes
 
 SUMMARY_MAX = 1024  # PagerDuty truncates longer summaries
@@ -42,70 +47,59 @@ def _header(text: str) -> str:
     return quote(text, safe="/:-_.=@+ ")
 
 
-def pagerduty_body(page: PageRequested, routes: PagerRoutes, routing_key: str) -> dict[str, Any]:
+def pagerduty_body(page: PageRequested, routes: PagerRoutes, routing_key: str,
+                   destination: Destination | None = None) -> dict[str, Any]:
+    """PagerDuty's ``dedup_key`` is the alert id (the incident key its webhooks send back);
+    the payload holds only what ``minimal.py`` allows."""
     body: dict[str, Any] = {
         "routing_key": routing_key,
         "event_action": page.event_action,
-        "dedup_key": page.dedup_key,
+        "dedup_key": page.alert_id,
     }
     if page.event_action != "trigger":
         return body
-    alert = page.alert
-    site = alert.get("site_id") or (alert.get("evidence") or {}).get("site_id")
-    session_id = alert.get("session_id")
-    details = {
-        "alert_id": page.alert_id,
-        "patient_id": page.patient_id,
-        "session_id": session_id,
-        "rule": alert.get("rule"),
-        "kind": alert.get("kind"),
-        "action": alert.get("action"),
-        "outside_window": alert.get("outside_window"),
-        "supersedes": alert.get("supersedes"),
-        "tier": page.tier,
-        "page": page.sequence,
-        "failsafe": page.failsafe or None,
-        "evidence": alert.get("evidence", {}),
-    }
+    shown = minimal_alert(page, routes, destination or Destination(adapter="pagerduty", url="https://x",
+                                                                   routing_key_env="-"))
+    details = {**{k: v for k, v in shown.items() if k != "link"}, "tier": page.tier, "page": page.sequence,
+               "failsafe": page.failsafe or None}
     body["payload"] = {
-        "summary": str(alert.get("summary", ""))[:SUMMARY_MAX],
-        "source": site if isinstance(site, str) and site else routes.source,
+        "summary": minimal_summary(page)[:SUMMARY_MAX],
+        "source": shown.get("site_id") or routes.source,
         "severity": PAGERDUTY_SEVERITY[Severity(page.severity)],
-        "timestamp": alert.get("occurred_at"),
-        "component": alert.get("kind"),
-        "group": session_id or page.patient_id,
-        "class": alert.get("rule"),
+        "component": shown.get("kind"),
+        "class": shown.get("kind"),
         "custom_details": {k: v for k, v in details.items() if v is not None},
     }
-    links = []
-    if routes.session_url and session_id:
-        links.append({"href": routes.session_url.format(session_id=quote(session_id, safe="")),
-                      "text": f"Session {session_id}"})
-    if routes.alert_url:
-        links.append({"href": routes.alert_url.format(alert_id=page.alert_id), "text": f"Alert {page.alert_id}"})
-    if links:
-        body["links"] = links
+    if "site_id" in shown:
+        body["payload"]["group"] = shown["site_id"]
+    if "link" in shown:
+        body["links"] = [{"href": shown["link"], "text": f"Alert {page.alert_id}"}]
     body["client"] = "infusion-monitor"
     return body
 
 
-def webhook_body(page: PageRequested) -> dict[str, Any]:
-    """The contract's event: the alert for a trigger, the lifecycle event otherwise."""
-    if page.event_action == "trigger" or page.lifecycle is None:
-        return page.alert
-    return page.lifecycle
+def webhook_body(page: PageRequested, routes: PagerRoutes, destination: Destination) -> dict[str, Any]:
+    """``type`` (``alert.raised`` for a trigger, ``alert.acknowledged`` / ``alert.resolved``),
+    ``event_action``, and the alert as ``minimal.py`` shows it."""
+    kind = "alert.raised" if page.event_action == "trigger" or page.lifecycle is None else page.lifecycle["type"]
+    body = {"type": kind, "event_action": page.event_action, **minimal_alert(page, routes, destination)}
+    if kind == "alert.resolved" and page.lifecycle is not None and page.lifecycle.get("reason"):
+        body["reason"] = page.lifecycle["reason"]
+    return body
 
 
 def build_request(page: PageRequested, destination: Destination, routes: PagerRoutes,
                   env: dict[str, str] | None = None) -> Request:
     url, method, content_type = destination.url, "POST", "application/json"
+    dedup_key = page.alert_id
     if destination.adapter == "pagerduty":
-        body = pagerduty_body(page, routes, destination.routing_key(env))
+        body = pagerduty_body(page, routes, destination.routing_key(env), destination)
     elif destination.adapter == "webhook":
-        body = webhook_body(page)
+        body = webhook_body(page, routes, destination)
     elif destination.adapter == "fhir":
-        body = communication_request(page)
+        body = communication_request(page)  # the EHR's record of the alert: its patient by key
         url, method, content_type = f"{destination.url.rstrip('/')}/{request_path(page.alert_id)}", "PUT", "application/fhir+json"
+        dedup_key = page.dedup_key
     else:
         raise ValueError(f"adapter {destination.adapter!r} does not speak HTTP")
     headers = {
@@ -114,7 +108,7 @@ def build_request(page: PageRequested, destination: Destination, routes: PagerRo
         "Idempotency-Key": page.event_id,
         "X-Im-Event-Id": page.event_id,
         "X-Im-Alert-Id": _header(page.alert_id),
-        "X-Im-Dedup-Key": _header(page.dedup_key),
+        "X-Im-Dedup-Key": _header(dedup_key),
         "X-Im-Event-Action": page.event_action,
         "X-Im-Destination": _header(page.destination),
         "X-Im-Tier": str(page.tier),

@@ -15,8 +15,9 @@ A new durable starts at the wall clock minus ``lookback_minutes`` (so a bridge d
 (``PagerCore`` only) keeps its state in the KV bucket ``{ns}-state-pager``. ``clock="wall"``:
 APScheduler moves the engine clock every ``tick_seconds`` (re-pages, escalations); a tick
 waits for the lock (held for a batch's decode-store-ack only, never for a delivery), so timers
-run on the clock whatever the destinations do. The acknowledgement endpoint (``ack.py``) is
-served by uvicorn on ``ack_bind`` (``None``: off); each ``acm`` destination with a
+run on the clock whatever the destinations do. The acknowledgement endpoint (``ack.py``: callers'
+tokens in ``callers.py``) is served on ``ack_bind`` (``None``: off) by ``endpoint.py``, whose
+failure never stops the bridge (an operator alert, retried); each ``acm`` destination with a
 ``status_listen`` gets a PCD-05 listener (``acm_listener.py``).
 """
 
@@ -29,6 +30,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,13 +42,16 @@ from schemas.outbound import AlertAcknowledged
 
 from ..engine.bus import Engine
 from ..runtime.access import NatsAccess, access_for
-from ..runtime.shells import deliver_prefix, pull_batches, start_http, stop_consuming, stop_http
+from ..runtime.shells import deliver_prefix, pull_batches, stop_consuming
+from ..runtime.tls import ServerTls
 from ..runtime.logs import get_logger
 from ..runtime.names import Names
 from ..runtime.settings import Settings
 from ..runtime.streams import ensure_consumer, ensure_streams
 from ..worker.store import StateStore
 from .ack import ack_app
+from .callers import Callers
+from .endpoint import RETRY_S, AckEndpoint
 from .acm_listener import AcmStatusListener
 from .core import PagerCore
 from .delivery import Dispatcher, make_dispatcher
@@ -68,8 +73,11 @@ class PagerSettings:
 
     routes_path: str | None = None  # INFUSION_MONITOR_PAGER_ROUTES
     ack_bind: str | None = "127.0.0.1:8089"  # INFUSION_MONITOR_PAGER_ACK_BIND ("off": none)
-    ack_token: str | None = None  # INFUSION_MONITOR_PAGER_ACK_TOKEN
-    pagerduty_webhook_secret: str | None = None  # INFUSION_MONITOR_PAGER_PD_WEBHOOK_SECRET
+    callers_path: Path | None = None  # INFUSION_MONITOR_PAGER_ACK_CALLERS (default DATA_DIR/pager/ack-callers.toml)
+    pagerduty_webhook_secret: str | None = field(default=None, repr=False)  # INFUSION_MONITOR_PAGER_PD_WEBHOOK_SECRET
+    allowed_origins: frozenset[str] = frozenset()  # INFUSION_MONITOR_PAGER_ACK_ORIGINS (browsers: none)
+    tls: ServerTls | None = None  # INFUSION_MONITOR_PAGER_ACK_TLS_CERT / _KEY / _CLIENT_CA
+    ack_retry_s: float = RETRY_S  # how often a failed endpoint is tried again
     lookback_minutes: float = 60.0  # INFUSION_MONITOR_PAGER_LOOKBACK_MINUTES
     ack_wait_s: float = ACK_WAIT_S  # INFUSION_MONITOR_PAGER_ACK_WAIT_S: redelivery after a crash
     env: dict[str, str] = field(default_factory=dict, repr=False)  # routing keys and tokens come from here
@@ -78,11 +86,15 @@ class PagerSettings:
     def load(cls, env: dict[str, str] | None = None) -> PagerSettings:
         env = dict(os.environ if env is None else env)
         bind = env.get("INFUSION_MONITOR_PAGER_ACK_BIND", "127.0.0.1:8089")
+        data = Path(env.get("INFUSION_MONITOR_DATA_DIR", "var"))
+        origins = env.get("INFUSION_MONITOR_PAGER_ACK_ORIGINS", "")
         return cls(
             routes_path=env.get("INFUSION_MONITOR_PAGER_ROUTES") or None,
             ack_bind=None if bind.lower() in ("", "off", "none") else bind,
-            ack_token=env.get("INFUSION_MONITOR_PAGER_ACK_TOKEN") or None,
+            callers_path=Path(env.get("INFUSION_MONITOR_PAGER_ACK_CALLERS") or data / "pager" / "ack-callers.toml"),
             pagerduty_webhook_secret=env.get("INFUSION_MONITOR_PAGER_PD_WEBHOOK_SECRET") or None,
+            allowed_origins=frozenset(o.strip() for o in origins.split(",") if o.strip()),
+            tls=ServerTls.from_env(env, "INFUSION_MONITOR_PAGER_ACK"),
             lookback_minutes=float(env.get("INFUSION_MONITOR_PAGER_LOOKBACK_MINUTES", "60")),
             ack_wait_s=float(env.get("INFUSION_MONITOR_PAGER_ACK_WAIT_S", str(ACK_WAIT_S))),
             env=env,
@@ -98,6 +110,7 @@ class RunningPager:
     dispatcher: Dispatcher
     reports: Reports
     acm_status: dict[str, tuple[str, int]]  # acm destination -> address of its PCD-05 listener
+    endpoint: AckEndpoint | None = None
 
 
 def _fail(failed: asyncio.Future[BaseException], exc: BaseException, log: Any, what: str) -> None:
@@ -220,14 +233,19 @@ async def run_pager(settings: Settings, nats_url: str | NatsAccess, routes: Page
                 acm_status[name] = await listener.start()
                 stack.push_async_callback(listener.stop)
 
-        server = server_task = None
-        ack_url = None
+        ack_url, endpoint = None, None
         if pager.ack_bind:
-            app = ack_app(runner.locate, publish_ack, token=pager.ack_token,
-                          pagerduty_secret=pager.pagerduty_webhook_secret,
-                          destinations=frozenset(routes.destinations), log=log)
-            server, server_task, ack_url = await start_http(app, pager.ack_bind, "acknowledgement endpoint")
-            log.info("acknowledgement endpoint listening", url=ack_url)
+            callers = Callers.load_or_create(pager.callers_path) if pager.callers_path else Callers([])
+            if callers or pager.pagerduty_webhook_secret:
+                app = ack_app(runner.locate, publish_ack, callers=callers,
+                              pagerduty_secret=pager.pagerduty_webhook_secret, allowed_origins=pager.allowed_origins,
+                              destinations=frozenset(routes.destinations), log=log)
+                endpoint = AckEndpoint(app, pager.ack_bind, runner.observe, log, pager.tls, pager.ack_retry_s)
+                ack_url = await endpoint.start()
+                stack.push_async_callback(endpoint.stop)
+            else:
+                log.warning("acknowledgement endpoint off: no caller (INFUSION_MONITOR_PAGER_ACK_CALLERS) and no "
+                            "PagerDuty webhook secret")
 
         scheduler = None
         if clock == "wall":
@@ -249,12 +267,11 @@ async def run_pager(settings: Settings, nats_url: str | NatsAccess, routes: Page
             subs.append(sub)
             tasks.append(asyncio.create_task(_consume(sub, stream, runner, failed, log)))
         try:
-            yield RunningPager(broker, runner, failed, ack_url, dispatcher, reports, acm_status)
+            yield RunningPager(broker, runner, failed, ack_url, dispatcher, reports, acm_status, endpoint)
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
             await stop_consuming(tasks, subs)
-            await stop_http(server, server_task)
             log.info("pager stopping", processed=runner.processed, requested=runner.requested,
                      delivered=dispatcher.sent)
 

@@ -40,18 +40,24 @@ def delivery_event(page: PageRequested, state: DeliveryState, attempts: int | No
     )
 
 
+def operator_condition(kind: AlertKind, subject: str, active: bool, summary: str, action: str,
+                       evidence: dict[str, Any], at: datetime) -> OperatorCondition:
+    """A condition about the product (``kind`` ``system.*``) about ``subject`` began or ended at ``at``."""
+    return OperatorCondition(
+        event_id=stable_id("ev", "operator.condition", kind.value, subject, active, format_time(at)),
+        occurred_at=at, patient_id=OPERATOR_KEY, kind=kind, subject=subject, active=active, severity=Severity.HIGH,
+        summary=summary, action=action,
+        evidence={k: v for k, v in evidence.items() if isinstance(v, int | str)},
+    )
+
+
 def destination_condition(destination: str, active: bool, detail: dict[str, Any], at: datetime) -> OperatorCondition:
     """``system.destination_down`` for ``destination`` (began or ended at ``at``)."""
     summary = (f"Paging destination {destination!r} is down: alerts for it go to the next tier"
                if active else f"Paging destination {destination!r} is back")
-    return OperatorCondition(
-        event_id=stable_id("ev", "operator.condition", AlertKind.SYSTEM_DESTINATION_DOWN.value, destination,
-                           active, format_time(at)),
-        occurred_at=at, patient_id=OPERATOR_KEY, kind=AlertKind.SYSTEM_DESTINATION_DOWN, subject=destination,
-        active=active, severity=Severity.HIGH, summary=summary,
-        action="Check the destination's receiver and the network; pages are retried until it answers",
-        evidence={"destination": destination, **{k: v for k, v in detail.items() if isinstance(v, int | str)}},
-    )
+    return operator_condition(AlertKind.SYSTEM_DESTINATION_DOWN, destination, active, summary,
+                              "Check the destination's receiver and the network; pages are retried until it answers",
+                              {"destination": destination, **detail}, at)
 
 
 class Reports:

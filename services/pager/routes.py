@@ -103,6 +103,8 @@ class Destination(_Strict):
     backoff_initial_s: Annotated[float, Field(gt=0, le=60)] = 0.25
     backoff_max_s: Annotated[float, Field(gt=0, le=600)] = 15.0
     acm: AcmSettings | None = None
+    include_patient_key: bool = Field(
+        default=False, description="pagerduty/webhook: also send the pseudonymous patient key (opt-in)")
 
     @model_validator(mode="after")
     def _adapter_fits(self) -> Destination:

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import os
 import ssl
-import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .private import NotPrivate, read_private, write_private
 from .settings import nats_servers
 
 CREDENTIALS_ENV = "INFUSION_MONITOR_NATS_CREDENTIALS"
@@ -46,12 +46,11 @@ class Credentials:
         """A credentials file; refused when group or others may read it (it holds a password)."""
         path = Path(path)
         try:
-            mode = path.stat().st_mode
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(read_private(path))
+        except NotPrivate as exc:
+            raise CredentialsError(str(exc)) from None
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise CredentialsError(f"credentials file {path}: {exc.__class__.__name__}") from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise CredentialsError(f"credentials file {path} is readable by others: chmod 600 {path}")
         user, password = data.get("user"), data.get("password")
         if not isinstance(user, str) or not isinstance(password, str) or not user or not password:
             raise CredentialsError(f"credentials file {path}: needs user and password")
@@ -59,15 +58,8 @@ class Credentials:
 
     def write(self, path: str | Path) -> Path:
         """Write (or replace) the file with mode 0600, never readable by others in between."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f'# NATS credentials of user "{self.user}" (infusion-monitor); keep mode 0600\n'
-                     f'user = "{self.user}"\npassword = "{self.password}"\n')
-        os.replace(tmp, path)
-        return path
+        return write_private(path, f'# NATS credentials of user "{self.user}" (infusion-monitor); keep mode 0600\n'
+                                   f'user = "{self.user}"\npassword = "{self.password}"\n')
 
 
 def tls_from_env(env: dict[str, str] | None = None) -> ssl.SSLContext | None:

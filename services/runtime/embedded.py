@@ -26,6 +26,7 @@ from typing import Any
 
 from .access import Credentials, NatsAccess
 from .names import Names
+from .private import write_private
 
 
 def server_binary() -> str:
@@ -43,17 +44,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _private_file(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` with mode 0600 from the start (never readable by others)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-    return path
 
 
 class EmbeddedAuth:
@@ -95,7 +85,7 @@ class EmbeddedAuth:
         lines = [f'PW_{user.upper()}: "{c.password}"' for user, c in creds.items()]
         text = ("# written by infusion-monitor for its embedded server: holds passwords, mode 0600\n"
                 + render_accounts(self.table, lines) + self.extra_config)
-        return _private_file(self.directory / "nats-server.conf", text)
+        return write_private(self.directory / "nats-server.conf", text)
 
 
 class EmbeddedNats:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import uvicorn
 
 from .access import inbox_prefix
+from .tls import ServerTls
 
 
 async def stop_consuming(tasks: Iterable[asyncio.Task[Any]], subs: Iterable[Any]) -> None:
@@ -44,21 +46,55 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-async def start_http(app: Any, bind: str, what: str, **config: Any) -> tuple[Any, asyncio.Task[Any], str]:
-    """Serve an ASGI app on ``host:port`` (port 0: any free one) inside this loop; return the
-    server, its task and its URL once it listens (bounded: up to 10 s)."""
+class CannotListen(OSError):
+    """A listener's address is taken or not ours: the caller decides (the bridge keeps paging)."""
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (IPv6 when the host is), non-blocking, address reuse on."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def split_bind(bind: str) -> tuple[str, int]:
     host, _, port = bind.rpartition(":")
-    server = _EmbeddedServer(uvicorn.Config(app, host=host or "127.0.0.1", port=int(port), log_level="warning",
-                                            lifespan="off", access_log=False, **config))
-    task = asyncio.create_task(server.serve())
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+async def start_http(app: Any, bind: str, what: str, tls: ServerTls | None = None,
+                     **config: Any) -> tuple[Any, asyncio.Task[Any], str]:
+    """Serve an ASGI app on ``host:port`` (port 0: any free one) inside this loop, over TLS when
+    ``tls`` is given; return the server, its task and its URL once it listens (bounded: 10 s).
+    The socket is bound here, so a taken port raises ``CannotListen`` (uvicorn itself would exit
+    the process)."""
+    host, port = split_bind(bind)
+    try:
+        sock = listen_socket(host, port)
+    except OSError as exc:
+        raise CannotListen(exc.errno, f"{what} could not listen on {bind}: {exc.strerror}") from None
+    options = {**(tls.uvicorn_options() if tls else {}), **config}
+    server = _EmbeddedServer(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, **options))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(200):
         if server.started or task.done():
             break
         await asyncio.sleep(0.05)
     if not server.started:
-        raise RuntimeError(f"{what} could not listen on {bind}")
-    bound = server.servers[0].sockets[0].getsockname()
-    return server, task, f"http://{bound[0]}:{bound[1]}"
+        sock.close()
+        if task.done() and task.exception() is not None:
+            raise CannotListen(0, f"{what} could not start on {bind}: {task.exception()!r}")
+        raise CannotListen(0, f"{what} could not listen on {bind}")
+    bound = sock.getsockname()
+    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    return server, task, f"{'https' if tls else 'http'}://{shown}:{bound[1]}"
 
 
 async def pull_batches(sub: Any, batch: int, stop: asyncio.Future[Any], log: Any, *,

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,8 +108,10 @@ async def test_critical_alert_from_the_monitor_reaches_the_webhook_and_is_acknow
     settings = Settings()
     nc, js = await connect(nats_server.url)
     try:
+        callers = tmp_path / "ack-callers.toml"
         async with run_worker(settings, nats_server.url), \
-                run_pager(settings, nats_server.url, routes, pager=_pager_settings(ack_bind="127.0.0.1:0")) as pager:
+                run_pager(settings, nats_server.url, routes,
+                          pager=_pager_settings(ack_bind="127.0.0.1:0", callers_path=callers)) as pager:
             await wait_for(lambda: _consumer_exists(js, "IM_ALERTS", "pager"))
             p = "pk-e2e"
             await publish(js, {"type": "vitals.recorded", "event_id": "m-1", "occurred_at": now_minus(6),
@@ -122,20 +125,22 @@ async def test_critical_alert_from_the_monitor_reaches_the_webhook_and_is_acknow
             latency = time.monotonic() - sent
             print(f"\nraised -> received at the webhook: {latency * 1000:.0f} ms")
             assert got.path == "/clinician" and got.body["type"] == "alert.raised"
-            assert got.body["rule"] == "R7" and got.body["severity"] == "critical"
+            assert got.body["kind"] == "discontinue.hypersensitivity" and got.body["severity"] == "critical"
             assert got.headers["x-im-event-action"] == "trigger"
 
-            # acknowledged through the HTTP endpoint: relayed to the webhook, escalation stops
+            # acknowledged through the HTTP endpoint with the caller's token (generated at first
+            # start): relayed to the webhook, escalation stops, the audit names the caller
+            token = tomllib.loads(callers.read_text())["callers"]["api"]["token"]
             async with httpx.AsyncClient() as client:
-                answer = await client.post(f"{pager.ack_url}/pager/ack",
-                                           json={"alert_id": got.body["alert_id"], "by": "dr-live"})
+                answer = await client.post(f"{pager.ack_url}/pager/ack", json={"alert_id": got.body["alert_id"]},
+                                           headers={"Authorization": f"Bearer {token}"})
             assert answer.status_code == 202
             ack_got = (await receiver.wait_for(2))[1]
-            assert ack_got.body["type"] == "alert.acknowledged" and ack_got.body["by"] == "dr-live"
+            assert ack_got.body["type"] == "alert.acknowledged" and ack_got.body["alert_id"] == got.body["alert_id"]
             assert ack_got.headers["x-im-dedup-key"] == got.headers["x-im-dedup-key"]
             await wait_for(lambda: _all_acked(js, "IM_ALERTS", "pager"))
             statuses = await wait_for(lambda: _acknowledged(js, got.body["alert_id"]))
-            assert statuses.destinations == ["clinician"] and statuses.acknowledged_by == "dr-live"
+            assert statuses.destinations == ["clinician"] and statuses.acknowledged_by == "api"
             assert not pager.failed.done()
     finally:
         await nc.close()
@@ -165,7 +170,7 @@ async def test_receiver_down_then_failing_gets_every_alert_afterwards_in_order_o
             got = await receiver.wait_for(4, timeout=30)
             await wait_for(lambda: _all_acked(js, "IM_ALERTS", "pager"))
             assert not pager.failed.done()
-        assert [r.body["dedup_key"] for r in got] == [a.dedup_key for a in alerts]  # in order
+        assert [r.body["alert_id"] for r in got] == [a.alert_id for a in alerts]  # in order
         assert len(receiver.accepted()) == 4  # nothing doubled
         assert [r.status for r in receiver.requests] == [500, 500, 503, 202, 202, 202, 202]
         attempts = [json.loads(m.data) for m in await stream_messages(js, "IM_AUDIT")
@@ -234,7 +239,7 @@ async def test_bridge_killed_mid_delivery_loses_and_doubles_nothing(nats_server,
         got = await receiver.wait_for(3, timeout=30)
         await wait_for(lambda: _all_acked(js, "IM_ALERTS", "pager"), timeout=30)
         assert second.stop() == 0
-        assert [r.body["dedup_key"] for r in got] == [a.dedup_key for a in alerts]  # in order, none lost
+        assert [r.body["alert_id"] for r in got] == [a.alert_id for a in alerts]  # in order, none lost
         keys = [r.headers["idempotency-key"] for r in receiver.accepted()]
         assert len(set(keys)) == 3  # exactly once per key; a re-send (if any) repeats the same key
         assert all(keys.count(k) <= 2 for k in keys) and keys.count(keys[0]) >= 1

@@ -81,8 +81,9 @@ def minutes(m: float) -> datetime:
 
 
 def alert(m: float = 0, severity: Severity = Severity.CRITICAL, patient: str = "pk-1", session: str | None = "s1",
-          condition: str = "c1", supersedes: str | None = None, site: str | None = None):
-    evidence: dict[str, Any] = {"systolic_mmhg": 82}
+          condition: str = "c1", supersedes: str | None = None, site: str | None = None,
+          evidence: dict[str, Any] | None = None):
+    evidence = dict(evidence or {"systolic_mmhg": 82})
     if site:
         evidence["site_id"] = site
     return make_alert(

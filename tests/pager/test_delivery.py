@@ -7,20 +7,24 @@ nothing), retries with the same key, a destination down past its cap (its reques
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import timedelta
 
 import httpx
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from schemas.vocab import DeliveryState, Severity
+from schemas.vocab import AlertKind, DeliveryState, Rule, Severity
+from services.engine.alerts import make_alert
 from services.engine.config import MonitorConfig
 from services.pager.adapters import build_request, pagerduty_body, webhook_body
 from services.pager.core import DOWN
 from services.pager.delivery import Dispatcher, HttpTransport, backoff, make_dispatcher
 from services.pager.routes import PAGERDUTY_SEVERITY, Destination
-from tests.pager.fixtures import Driver, Reported, ack, alert, closed, routes
+from tests.pager.fixtures import T0, Driver, Reported, ack, alert, closed, routes
 from tests.pager.receiver import Receiver
 
 ENV = {"PD1_KEY": "rk-secret-1", "PD2_KEY": "rk-secret-2"}
@@ -58,22 +62,19 @@ def test_pagerduty_severity_mapping(severity, expected):
     assert PAGERDUTY_SEVERITY[severity] == expected
 
 
-def test_pagerduty_trigger_shape():
-    a = alert(0)
+def test_pagerduty_trigger_shape_tells_only_kind_severity_site_chair_link_and_alert_id():
+    a = alert(0, site="site-north", evidence={"systolic_mmhg": 82, "pump_id": "pump-N04"})
     page = _pages(a)[0]
     body = pagerduty_body(page, routes(), "rk-1")
     assert set(body) == {"routing_key", "event_action", "dedup_key", "payload", "links", "client"}
-    assert (body["routing_key"], body["event_action"], body["dedup_key"]) == ("rk-1", "trigger", a.dedup_key)
-    payload = body["payload"]
-    assert payload == {
-        "summary": "Systolic 82 mmHg (R7)", "source": "infusion-monitor", "severity": "critical",
-        "timestamp": "2025-03-03T10:00:00Z", "component": "discontinue.hypersensitivity", "group": "s1",
-        "class": "R7", "custom_details": {
-            "alert_id": a.alert_id, "patient_id": "pk-1", "session_id": "s1", "rule": "R7",
-            "kind": "discontinue.hypersensitivity", "action": "Stop the infusion", "outside_window": False,
-            "tier": 1, "page": 1, "evidence": {"systolic_mmhg": 82}}}
-    assert body["links"] == [{"href": "https://board.test/sessions/s1", "text": "Session s1"},
-                             {"href": f"https://board.test/alerts/{a.alert_id}", "text": f"Alert {a.alert_id}"}]
+    assert (body["routing_key"], body["event_action"], body["dedup_key"]) == ("rk-1", "trigger", a.alert_id)
+    assert body["payload"] == {
+        "summary": "CRITICAL discontinue.hypersensitivity at site-north, chair pump-N04", "source": "site-north",
+        "severity": "critical", "component": "discontinue.hypersensitivity", "group": "site-north",
+        "class": "discontinue.hypersensitivity", "custom_details": {
+            "alert_id": a.alert_id, "kind": "discontinue.hypersensitivity", "severity": "critical",
+            "site_id": "site-north", "chair": "pump-N04", "tier": 1, "page": 1}}
+    assert body["links"] == [{"href": f"https://board.test/alerts/{a.alert_id}", "text": f"Alert {a.alert_id}"}]
 
 
 def test_pagerduty_source_is_the_site_and_acknowledge_resolve_are_minimal():
@@ -81,19 +82,43 @@ def test_pagerduty_source_is_the_site_and_acknowledge_resolve_are_minimal():
     pages = _pages(a, ack(a.alert_id, 1), closed(2))
     trigger, acknowledge, resolve = (pagerduty_body(p, routes(), "rk") for p in pages)
     assert trigger["payload"]["source"] == "site-north"
-    assert acknowledge == {"routing_key": "rk", "event_action": "acknowledge", "dedup_key": a.dedup_key}
-    assert resolve == {"routing_key": "rk", "event_action": "resolve", "dedup_key": a.dedup_key}
+    assert acknowledge == {"routing_key": "rk", "event_action": "acknowledge", "dedup_key": a.alert_id}
+    assert resolve == {"routing_key": "rk", "event_action": "resolve", "dedup_key": a.alert_id}
 
 
-def test_webhook_sends_the_contract_events():
+def test_webhook_sends_the_minimal_lifecycle():
     a = alert(0, Severity.MEDIUM)
     trigger, acknowledge, resolve = _pages(a, ack(a.alert_id, 1, note="on my way"), closed(2))
-    assert webhook_body(trigger) == {**trigger.alert}
-    assert webhook_body(trigger)["type"] == "alert.raised" and webhook_body(trigger)["dedup_key"] == a.dedup_key
-    assert webhook_body(acknowledge)["type"] == "alert.acknowledged" and webhook_body(acknowledge)["note"] == "on my way"
-    assert webhook_body(resolve) == {"type": "alert.resolved", "event_id": resolve.lifecycle["event_id"],
-                                     "occurred_at": "2025-03-03T10:02:00Z", "patient_id": "pk-1",
-                                     "alert_id": a.alert_id, "reason": "session_closed"}
+    dest = Destination(adapter="webhook", url="http://x")
+    link = f"https://board.test/alerts/{a.alert_id}"
+    base = {"alert_id": a.alert_id, "kind": "discontinue.hypersensitivity", "severity": "medium", "link": link}
+    assert webhook_body(trigger, routes(), dest) == {"type": "alert.raised", "event_action": "trigger", **base}
+    assert webhook_body(acknowledge, routes(), dest) == {"type": "alert.acknowledged", "event_action": "acknowledge", **base}
+    assert webhook_body(resolve, routes(), dest) == {"type": "alert.resolved", "event_action": "resolve", **base,
+                                                     "reason": "session_closed"}
+    opted_in = Destination(adapter="webhook", url="http://x", include_patient_key=True)
+    assert webhook_body(trigger, routes(), opted_in)["patient_id"] == "pk-1"
+
+
+@settings(max_examples=60, deadline=None)
+@given(summary=st.text(min_size=1, max_size=80), note=st.text(min_size=1, max_size=40),
+       session=st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEF0123456789-", min_size=8, max_size=30))
+def test_third_party_requests_never_carry_the_patient_key_session_summary_or_evidence(summary, note, session):
+    """Issue 14, privacy: whatever the alert says, PagerDuty and webhooks get none of it."""
+    secret_reading = 87.25
+    a = make_alert(patient_id="pk-secret-patient-key", at=T0, kind=AlertKind.DISCONTINUE_HYPERSENSITIVITY,
+                   severity=Severity.CRITICAL, rule=Rule.R7, condition="c", summary=summary, action="Stop it",
+                   evidence={"systolic_mmhg": secret_reading, "note": note}, session_id=session, site_id="site-a")
+    patient = "pk-secret-patient-key"
+    for page in _pages(a, ack(a.alert_id, 1, patient=patient, note=note), closed(2, session=session, patient=patient)):
+        for dest in (Destination(adapter="pagerduty", url="http://x/pd", routing_key_env="PD1_KEY"),
+                     Destination(adapter="webhook", url="http://x/hook")):
+            request = build_request(page, dest, routes(), ENV)
+            wire = request.body.decode() + json.dumps(request.headers)
+            for leaked in ("pk-secret-patient-key", session, str(secret_reading), a.dedup_key):
+                assert leaked not in wire, (dest.adapter, page.event_action, leaked)
+            if len(summary.strip()) >= 6:
+                assert summary not in wire and (len(note.strip()) < 6 or note not in wire)
 
 
 def test_request_headers_and_secrets():
@@ -171,8 +196,8 @@ async def test_each_adapter_reaches_a_real_receiver_and_reports_sent():
             finally:
                 await dispatcher.stop()
         got = {x.path: x for x in receiver.accepted()}
-        assert got["/pd1"].body["routing_key"] == "rk-secret-1" and got["/pd1"].body["dedup_key"] == a.dedup_key
-        assert got["/nurse"].body["type"] == "alert.raised" and got["/nurse"].body["dedup_key"] == m.dedup_key
+        assert got["/pd1"].body["routing_key"] == "rk-secret-1" and got["/pd1"].body["dedup_key"] == a.alert_id
+        assert got["/nurse"].body["type"] == "alert.raised" and got["/nurse"].body["alert_id"] == m.alert_id
         assert got["/nurse"].headers["idempotency-key"] == pages[1].event_id
         assert [a.delivered for a in reported.attempts] == [True, True]
     finally:
@@ -199,7 +224,7 @@ async def test_retries_through_500s_and_refused_connections_then_delivers_in_ord
     assert {a.error for a in reported.attempts if not a.delivered and a.status_code is None} == {"connect"}
     assert [a.status_code for a in reported.attempts if a.status_code is not None] == [500, 503, 500, 202, 202, 202]
     received = receiver.accepted()
-    assert [x.body["dedup_key"] for x in received] == [a.dedup_key for a in alerts]  # in order
+    assert [x.body["alert_id"] for x in received] == [a.alert_id for a in alerts]  # in order
     assert len({x.headers["idempotency-key"] for x in received}) == len(received) == 3  # once each
     assert [s.state for s in reported.states if s.page.event_id == pages[0].event_id] == [
         DeliveryState.RETRYING, DeliveryState.SENT]
