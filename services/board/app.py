@@ -2,28 +2,31 @@
 
 | route | what |
 |---|---|
-| ``GET /login``, ``POST /login``, ``POST /logout`` | sign in with the users file (not in SSO proxy mode) |
+| ``GET /login``, ``POST /login``, ``POST /logout`` | sign in with the users file (not in SSO proxy mode); sign-out ends the server-side session |
 | ``GET /`` | the board: every open session as a tile, grouped by site |
 | ``GET /board/fragment`` | the board's tiles as an HTML fragment (what the page swaps in) |
 | ``GET /events`` | server-sent events: ``board`` with the fragment at connect and after every change |
 | ``GET /sessions/{patient}/{session}`` | a session's timeline (audited) |
+| ``GET /alerts/{alert_id}`` | the alert's session timeline (the link pagers carry back) |
 | ``POST /alerts/{alert_id}/ack`` | acknowledge (CSRF token; publishes ``alert.acknowledged`` ``via: board``; audited) |
 | ``GET /day?date=YYYY-MM-DD`` | the day view: sessions, outcomes and alert counts per site |
 | ``GET /healthz`` | liveness, no sign-in |
 | ``/static/…`` | the page's CSS and script: the product serves every asset itself (no CDN) |
 
-Every response carries a strict Content-Security-Policy (``'self'`` only). A POST from another
-origin is refused; actions need the CSRF token bound to the signed-in identity.
+Every request must name an allowed ``Host`` (403 otherwise: DNS rebinding); every response carries
+a strict Content-Security-Policy (``'self'`` only). A POST from another origin is refused;
+actions need the CSRF token bound to the signed-in identity; sign-in is throttled (429).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import jinja2
 from pydantic import ValidationError
@@ -64,15 +67,28 @@ def _environment(hub: BoardHub) -> jinja2.Environment:
     return env
 
 
-class _SecurityHeaders:
-    """Plain ASGI (a BaseHTTPMiddleware would buffer the event stream): headers on every response."""
+def host_name(header: str) -> str:
+    """The host of a ``Host`` header, lower case, without the port (``[::1]:8090`` -> ``[::1]``)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[:header.find("]") + 1] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+
+class _SecurityHeaders:
+    """Plain ASGI (a BaseHTTPMiddleware would buffer the event stream): the allowed-hosts check on
+    every request, headers on every response."""
+
+    def __init__(self, app: Any, allowed_hosts: frozenset[str] = frozenset()) -> None:
+        self.app, self.allowed_hosts = app, allowed_hosts
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), "")
+        if "*" not in self.allowed_hosts and host_name(host) not in self.allowed_hosts:
+            await PlainTextResponse("host not allowed", status_code=403)(scope, receive, send)
             return
         static = scope.get("path", "").startswith("/static/")
 
@@ -91,9 +107,14 @@ class _SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
 def board_app(hub: BoardHub, auth: Authenticator, publish: Publish, audit: Audit, *,
-              refresh_s: float = 5.0, keepalive_s: float = 15.0) -> Starlette:
-    """The app. ``publish`` sends an acknowledgement to NATS; ``audit`` records an action."""
+              refresh_s: float = 5.0, keepalive_s: float = 15.0,
+              allowed_hosts: frozenset[str] = LOOPBACK_HOSTS | {"board"}) -> Starlette:
+    """The app. ``publish`` sends an acknowledgement to NATS; ``audit`` records an action;
+    ``allowed_hosts``: the names the board is reached by (``*``: any)."""
     env = _environment(hub)
 
     def render(name: str, request: Request | None, status: int = 200, **context: Any) -> HTMLResponse:
@@ -152,15 +173,24 @@ def board_app(hub: BoardHub, auth: Authenticator, publish: Publish, audit: Audit
         if not same_origin(request):
             return PlainTextResponse("cross-origin request refused", status_code=403)
         data = await form(request)
-        username, password = data.get("username", "").strip(), data.get("password", "")
-        user = auth.check_password(username, password)
-        if user is None:
-            await audit("login_failed", username[:64] or "-", {"locked": auth.locked(username)})
+        username, password = data.get("username", "").strip()[:64], data.get("password", "")
+        client = request.client.host if request.client else None
+        result = await auth.sign_in(username, password, auth.source(request.headers, client))
+        if result.retry_after > 0:
+            wait = max(1, math.ceil(result.retry_after))
+            await audit("login_throttled", username or "-", {"retry_after_s": wait})
+            response = render("login.html", request, status=429, username=username,
+                              error=f"Too many attempts: try again in {wait} s.")
+            response.headers["retry-after"] = str(wait)
+            return response
+        if not result.ok:
+            await audit("login_failed", username or "-", {})
             return render("login.html", request, status=401, username=username,
                           error="Sign-in failed: check the user name and password.")
-        await audit("login", user.username, {})
+        assert result.user is not None and result.session_id is not None
+        await audit("login", result.user.username, {})
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(COOKIE, auth.session_cookie(user), max_age=int(auth.session_hours * 3600),
+        response.set_cookie(COOKIE, result.session_id, max_age=int(auth.session_hours * 3600),
                             httponly=True, samesite="strict", secure=auth.cookie_secure, path="/")
         return response
 
@@ -168,9 +198,10 @@ def board_app(hub: BoardHub, auth: Authenticator, publish: Publish, audit: Audit
         who = identify(request)
         data = await form(request)
         if who is not None and auth.csrf_ok(who[1], data.get("csrf")):
+            auth.sign_out(request.cookies.get(COOKIE))  # the session ends on the server: the cookie is dead
             await audit("logout", who[0].username, {})
         response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(COOKIE, path="/")
+        response.delete_cookie(COOKIE, path="/", secure=auth.cookie_secure, httponly=True, samesite="strict")
         return response
 
     # -- pages ------------------------------------------------------------------------------
@@ -283,6 +314,19 @@ def board_app(hub: BoardHub, auth: Authenticator, publish: Publish, audit: Audit
             return JSONResponse({"alert_id": alert_id, "event_id": event.event_id}, status_code=202)
         return RedirectResponse(_back(request), status_code=303)
 
+    async def alert_link(request: Request) -> Response:
+        """Where a pager's link leads: the alert's session timeline (sign-in first)."""
+        who = identify(request)
+        if who is None:
+            return unauthorised(request)
+        found = hub.locate(request.path_params["alert_id"])
+        if found is None or found[1].session_id is None:
+            return render("notfound.html", request, status=404, **page_context(*who, page="timeline",
+                                                                              what="No such alert on the board."))
+        patient_id, alert = found
+        return RedirectResponse(f"/sessions/{quote(patient_id, safe='')}/{quote(alert.session_id, safe='')}",
+                                status_code=303)
+
     async def health(_: Request) -> Response:
         return JSONResponse({"ok": True, "ready": hub.ready, "version": hub.version})
 
@@ -302,12 +346,13 @@ def board_app(hub: BoardHub, auth: Authenticator, publish: Publish, audit: Audit
             Route("/events", events),
             Route("/sessions/{patient}/{session}", timeline),
             Route("/day", day),
+            Route("/alerts/{alert_id}", alert_link),
             Route("/alerts/{alert_id}/ack", acknowledge, methods=["POST"]),
             Route("/healthz", health),
             Route("/whoami", whoami),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
-        middleware=[Middleware(_SecurityHeaders)],
+        middleware=[Middleware(_SecurityHeaders, allowed_hosts=allowed_hosts)],
     )
 
 

@@ -4,10 +4,13 @@
 |---|---|---|
 | ``INFUSION_MONITOR_BOARD_BIND`` | host:port of the web server (``off``: none) | ``127.0.0.1:8090`` |
 | ``INFUSION_MONITOR_BOARD_USERS`` | users file (TOML, scrypt hashes) | unset: nobody can sign in |
-| ``INFUSION_MONITOR_BOARD_SECRET`` | cookie/CSRF signing key | a random key kept in ``DATA_DIR/board/secret`` |
+| ``INFUSION_MONITOR_BOARD_SECRET`` | CSRF signing key | a random key kept in ``DATA_DIR/board/secret`` |
+| ``INFUSION_MONITOR_BOARD_ALLOWED_HOSTS`` | host names the board answers to (``Host`` header; ``*``: any) | ``localhost,127.0.0.1,[::1]`` and the bind host |
 | ``INFUSION_MONITOR_BOARD_TRUSTED_HEADER`` | SSO proxy mode: the header naming the signed-in user | unset (off) |
-| ``INFUSION_MONITOR_BOARD_TRUSTED_PROXIES`` | comma-separated addresses/networks the header is accepted from | ``127.0.0.1,::1`` |
-| ``INFUSION_MONITOR_BOARD_COOKIE_SECURE`` | mark the session cookie ``Secure`` (behind HTTPS) | ``false`` |
+| ``INFUSION_MONITOR_BOARD_TRUSTED_PROXIES`` | comma-separated addresses/networks the header is accepted from (required in proxy mode) | none |
+| ``INFUSION_MONITOR_BOARD_PROXY_SECRET`` | a value the proxy sends as ``X-Board-Proxy-Secret`` (for a proxy on the same host) | unset |
+| ``INFUSION_MONITOR_BOARD_COOKIE_SECURE`` | mark the session cookie ``Secure`` (``false`` only for plain HTTP off loopback: insecure) | ``true`` |
+| ``INFUSION_MONITOR_BOARD_TLS_CERT`` / ``_KEY`` | serve HTTPS with this certificate and key | unset (HTTP) |
 | ``INFUSION_MONITOR_BOARD_SESSION_HOURS`` | how long a sign-in lasts | ``12`` |
 | ``INFUSION_MONITOR_BOARD_LOOKBACK_HOURS`` | history read from the streams at start | ``24`` |
 | ``INFUSION_MONITOR_BOARD_VITALS_WARNING_MINUTES`` | "vitals due" shows this long before M1 would fire | ``5`` |
@@ -22,6 +25,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..runtime.tls import ServerTls
 from .view import ViewOptions
 
 DEFAULT_BIND = "127.0.0.1:8090"
@@ -38,8 +42,11 @@ class BoardConfig:
     secret: str | None = None
     secret_path: Path = Path("var/board/secret")
     trusted_header: str | None = None
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
-    cookie_secure: bool = False
+    trusted_proxies: tuple[str, ...] = ()
+    proxy_secret: str | None = field(default=None, repr=False)
+    allowed_hosts: frozenset[str] = frozenset()  # empty: loopback names and the bind host
+    cookie_secure: bool = True
+    tls: ServerTls | None = None
     session_hours: float = 12.0
     lookback_hours: float = 24.0
     clock: str = "wall"
@@ -52,15 +59,20 @@ class BoardConfig:
         env = dict(os.environ if env is None else env)
         bind = env.get("INFUSION_MONITOR_BOARD_BIND", DEFAULT_BIND)
         data = data_dir or Path(env.get("INFUSION_MONITOR_DATA_DIR", "var"))
-        proxies = env.get("INFUSION_MONITOR_BOARD_TRUSTED_PROXIES")
+        proxies = env.get("INFUSION_MONITOR_BOARD_TRUSTED_PROXIES", "")
+        hosts = env.get("INFUSION_MONITOR_BOARD_ALLOWED_HOSTS", "")
+        secure = env.get("INFUSION_MONITOR_BOARD_COOKIE_SECURE")
         return cls(
             bind=None if bind.lower() in ("", "off", "none") else bind,
             users_path=env.get("INFUSION_MONITOR_BOARD_USERS") or None,
             secret=env.get("INFUSION_MONITOR_BOARD_SECRET") or None,
             secret_path=data / "board" / "secret",
             trusted_header=env.get("INFUSION_MONITOR_BOARD_TRUSTED_HEADER") or None,
-            trusted_proxies=tuple(p.strip() for p in proxies.split(",") if p.strip()) if proxies else ("127.0.0.1", "::1"),
-            cookie_secure=_bool(env.get("INFUSION_MONITOR_BOARD_COOKIE_SECURE")),
+            trusted_proxies=tuple(p.strip() for p in proxies.split(",") if p.strip()),
+            proxy_secret=env.get("INFUSION_MONITOR_BOARD_PROXY_SECRET") or None,
+            allowed_hosts=frozenset(h.strip().lower() for h in hosts.split(",") if h.strip()),
+            cookie_secure=True if secure is None else _bool(secure),
+            tls=ServerTls.from_env(env, "INFUSION_MONITOR_BOARD"),
             session_hours=float(env.get("INFUSION_MONITOR_BOARD_SESSION_HOURS", "12")),
             lookback_hours=float(env.get("INFUSION_MONITOR_BOARD_LOOKBACK_HOURS", "24")),
             clock=env.get("INFUSION_MONITOR_BOARD_CLOCK", "wall"),
@@ -69,6 +81,18 @@ class BoardConfig:
                 closed_tile_minutes=float(env.get("INFUSION_MONITOR_BOARD_CLOSED_TILE_MINUTES", "30")),
             ),
         )
+
+
+def allowed_hosts(config: BoardConfig) -> frozenset[str]:
+    """The configured host names, else the loopback names plus the host the board is bound to."""
+    if config.allowed_hosts:
+        return config.allowed_hosts
+    hosts = {"localhost", "127.0.0.1", "[::1]"}
+    if config.bind:
+        host = config.bind.rpartition(":")[0].strip("[]").lower()
+        if host and host not in ("0.0.0.0", "::"):
+            hosts.add(f"[{host}]" if ":" in host else host)
+    return frozenset(hosts)
 
 
 def add_board_arguments(parser: argparse.ArgumentParser) -> None:

@@ -47,8 +47,8 @@ from ..runtime.names import Names
 from ..runtime.settings import Settings
 from ..runtime.streams import ensure_streams
 from .app import board_app
-from .auth import Authenticator, load_or_create_secret, load_users
-from .config import BoardConfig
+from .auth import Authenticator, Sessions, load_or_create_secret, load_users
+from .config import BoardConfig, allowed_hosts
 from .hub import BoardHub
 from .projection import BoardProjection
 
@@ -183,13 +183,21 @@ def make_auditor(js: Any, names: Names, log: Any, hub: BoardHub) -> Any:
 
 
 def make_authenticator(config: BoardConfig, log: Any) -> Authenticator:
+    """The users, sessions (kept beside the secret, mode 0600) and the SSO settings; refuses a
+    proxy mode without configured proxy addresses (ValueError)."""
     users = load_users(config.users_path) if config.users_path else {}
-    if not users and not config.trusted_header:
+    if config.trusted_header and not config.trusted_proxies:
+        raise ValueError("SSO proxy mode needs INFUSION_MONITOR_BOARD_TRUSTED_PROXIES (the proxy's addresses)")
+    if not users:
         log.warning("no board users configured (INFUSION_MONITOR_BOARD_USERS): nobody can sign in")
+    if not config.cookie_secure:
+        log.warning("session cookies without Secure (INFUSION_MONITOR_BOARD_COOKIE_SECURE=false): plain HTTP only")
     secret = config.secret.encode() if config.secret else load_or_create_secret(config.secret_path)
+    sessions = Sessions(config.session_hours, config.secret_path.parent / "sessions.json")
     return Authenticator(users=users, secret=secret, session_hours=config.session_hours,
                          cookie_secure=config.cookie_secure, trusted_header=config.trusted_header,
-                         trusted_proxies=config.trusted_proxies)
+                         trusted_proxies=config.trusted_proxies, proxy_secret=config.proxy_secret,
+                         sessions=sessions)
 
 
 @asynccontextmanager
@@ -237,8 +245,10 @@ async def run_board(settings: Settings, nats_url: str | NatsAccess, board_config
         url = None
         if board_config.bind:
             app = board_app(hub, auth, publish_ack, make_auditor(js, names, log, hub),
-                            refresh_s=board_config.sse_refresh_s, keepalive_s=board_config.sse_keepalive_s)
-            server, server_task, url = await start_http(app, board_config.bind, "board", timeout_graceful_shutdown=3)
+                            refresh_s=board_config.sse_refresh_s, keepalive_s=board_config.sse_keepalive_s,
+                            allowed_hosts=allowed_hosts(board_config))
+            server, server_task, url = await start_http(app, board_config.bind, "board", board_config.tls,
+                                                        timeout_graceful_shutdown=3)
             log.info("board listening", url=url)
         tasks = [asyncio.create_task(_follow(sub, feeder, failed, log)) for sub in subs]
         try:
@@ -260,7 +270,8 @@ def run_board_service(nats_url: str | NatsAccess, settings: Settings, board_conf
     try:
         auth = make_authenticator(board_config, log)
     except (OSError, ValueError) as exc:
-        log.critical("users file not usable", path=board_config.users_path, error=str(exc))
+        log.critical("board configuration not usable (users file, SSO proxy)", path=board_config.users_path,
+                     error=str(exc))
         return 2
 
     async def main() -> int:

@@ -44,6 +44,7 @@ from ..engine.bus import Engine
 from ..runtime.access import NatsAccess, access_for
 from ..runtime.shells import deliver_prefix, pull_batches, stop_consuming
 from ..runtime.tls import ServerTls
+from ..runtime.tokens import TokenFile
 from ..runtime.logs import get_logger
 from ..runtime.names import Names
 from ..runtime.settings import Settings
@@ -235,7 +236,7 @@ async def run_pager(settings: Settings, nats_url: str | NatsAccess, routes: Page
 
         ack_url, endpoint = None, None
         if pager.ack_bind:
-            callers = Callers.load_or_create(pager.callers_path) if pager.callers_path else Callers([])
+            callers = Callers.load_or_create(pager.callers_path) if pager.callers_path else Callers(TokenFile([]))
             if callers or pager.pagerduty_webhook_secret:
                 app = ack_app(runner.locate, publish_ack, callers=callers,
                               pagerduty_secret=pager.pagerduty_webhook_secret, allowed_origins=pager.allowed_origins,

@@ -14,18 +14,12 @@ with no caller turns ``POST /pager/ack`` off.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from schemas.vocab import AckVia
 
-from ..runtime.private import read_private, write_private
-
-MIN_TOKEN = 24
+from ..runtime.tokens import TokenFile
 
 
 @dataclass(frozen=True)
@@ -33,47 +27,33 @@ class Caller:
     name: str
     principal: str
     via: AckVia
-    digest: bytes  # SHA-256 of the token (compared in constant time)
 
 
 class Callers:
-    def __init__(self, callers: list[Caller]) -> None:
-        self.callers = callers
+    def __init__(self, tokens: TokenFile) -> None:
+        self.tokens = tokens
+        self.callers = [self._caller(h.name, h.fields) for h in tokens.holders]
+
+    @staticmethod
+    def _caller(name: str, fields: dict) -> Caller:
+        via = fields.get("via", "api")
+        if via not in ("api", "board"):
+            raise ValueError(f"callers.{name}.via: api or board")
+        return Caller(name, str(fields.get("principal") or name)[:256], AckVia(via))
 
     def __bool__(self) -> bool:
         return bool(self.callers)
 
     def identify(self, authorization: str | None) -> Caller | None:
-        """The caller whose token the ``Authorization: Bearer`` header carries."""
-        if not authorization or not authorization.startswith("Bearer "):
-            return None
-        digest = hashlib.sha256(authorization.removeprefix("Bearer ").strip().encode()).digest()
-        found = None
-        for caller in self.callers:  # every entry compared: no early exit to time
-            if hmac.compare_digest(caller.digest, digest):
-                found = caller
-        return found
+        holder = self.tokens.identify(authorization)
+        return None if holder is None else self._caller(holder.name, holder.fields)
 
     @classmethod
     def parse(cls, text: str) -> Callers:
-        data = tomllib.loads(text)
-        out = []
-        for name, entry in (data.get("callers") or {}).items():
-            token = entry.get("token") if isinstance(entry, dict) else None
-            if not isinstance(token, str) or len(token) < MIN_TOKEN:
-                raise ValueError(f"callers.{name}.token: at least {MIN_TOKEN} random characters")
-            via = entry.get("via", "api")
-            if via not in ("api", "board"):
-                raise ValueError(f"callers.{name}.via: api or board")
-            out.append(Caller(name, str(entry.get("principal") or name)[:256], AckVia(via),
-                              hashlib.sha256(token.encode()).digest()))
-        return cls(out)
+        return cls(TokenFile.parse(text, "callers"))
 
     @classmethod
     def load_or_create(cls, path: Path) -> Callers:
         """The callers file; created with one caller ``api`` and a new token when missing."""
-        if not path.exists():
-            write_private(path, "# Callers of the pager's POST /pager/ack (services/pager/callers.py); mode 0600.\n"
-                                "[callers.api]\nprincipal = \"api\"\nvia = \"api\"\n"
-                                f"token = \"{secrets.token_urlsafe(32)}\"\n")
-        return cls.parse(read_private(path))
+        return cls(TokenFile.load_or_create(path, "callers", "api", "Callers of the pager's POST /pager/ack "
+                                            "(services/pager/callers.py)", principal="api", via="api"))

@@ -29,7 +29,9 @@ P = "pk-board1"
 
 
 def _auth() -> Authenticator:
-    return Authenticator(users_from_pairs([("anna", "Anna K., RN", "pw")]), b"t" * 32)
+    # plain HTTP on loopback in these tests: the cookie without Secure (the HTTPS option is tested
+    # in test_board_security.py)
+    return Authenticator(users_from_pairs([("anna", "Anna K., RN", "pw")]), b"t" * 32, cookie_secure=False)
 
 
 def _config(tmp_path) -> BoardConfig:
