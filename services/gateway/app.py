@@ -26,11 +26,11 @@ import contextlib
 import hashlib
 import json
 import os
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -39,6 +39,8 @@ from ..runtime.access import NatsAccess, access_for
 from ..runtime.logs import get_logger
 from ..runtime.names import Names
 from ..runtime.settings import Settings
+from ..runtime.shells import start_http, stop_http
+from ..runtime.tokens import TokenFile
 from ..runtime.streams import ensure_gateway_streams
 from .config import GatewayConfig
 from .mapping import pump
@@ -75,7 +77,7 @@ class Gateway:
         duplicates = 0
         async with self.lock:
             work = self.book.fork()
-            result = translate(raw, self.config, work, received)
+            result = translate(raw, self.config, work, received, connection.peer if connection else None)
             try:
                 stored = await self.ledger.digest(result.identity) if result.identity else None
                 result = check_identity(result, stored, work)
@@ -241,13 +243,31 @@ class RunningGateway:
     failed: asyncio.Future[BaseException]
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def insecure_choices(config: GatewayConfig) -> list[str]:
+    """The insecure settings in use (each one a choice someone made: none is a default)."""
+    found = []
+    if config.mllp_host not in LOOPBACK and config.mllp_tls is None:
+        found.append("plain MLLP on a network interface")
+    if config.http_host not in LOOPBACK and config.http_tls is None:
+        found.append("plain HTTP on a network interface")
+    if config.fhir_auth == "none":
+        found.append("FHIR without authentication")
+    if any(p in ("0.0.0.0/0", "::/0") for p in config.mllp_peers):
+        found.append("MLLP from any address")
+    return found
+
+
+def fhir_clients(config: GatewayConfig, data_dir: Path) -> TokenFile | None:
+    """The bearer tokens the FHIR endpoint requires; ``None`` when it needs none (client
+    certificates required by TLS, or ``fhir_auth = "none"``)."""
+    if config.fhir_auth == "none" or config.http_tls_client_ca:
+        return None
+    path = Path(config.fhir_clients_path) if config.fhir_clients_path else data_dir / "gateway" / "fhir-clients.toml"
+    return TokenFile.load_or_create(path, "clients", "ehr", "FHIR clients of the gateway's POST /fhir "
+                                    "(services/gateway/fhir_app.py)")
 
 
 @asynccontextmanager
@@ -255,11 +275,8 @@ async def run_gateway(settings: Settings, nats_url: str | NatsAccess, gateway_co
                       names: Names = Names()) -> AsyncIterator[RunningGateway]:
     """Connect, declare streams and the state bucket, load the state, then listen (MLLP and
     HTTP). Yields once both ports accept connections."""
-    import uvicorn
-
     from .fhir_app import make_app
 
-    del settings  # the gateway reads its own configuration; kept for the shells' common signature
     log = get_logger(SERVICE)
     config = gateway_config
     broker = access_for(nats_url).broker(SERVICE, graceful_timeout=10.0)
@@ -271,19 +288,18 @@ async def run_gateway(settings: Settings, nats_url: str | NatsAccess, gateway_co
         ledger = await MessageLedger.open(js, names.state_bucket(LEDGER), config.message_identity_days * 86400)
         book = Book(await store.load())
         gateway = Gateway(config, js, names, store, book, log, ledger)
-        mllp = MllpServer(gateway.handle_hl7_safely, config.max_message_bytes, config.idle_timeout_s, log)
+        mllp = MllpServer(gateway.handle_hl7_safely, config.max_message_bytes, config.idle_timeout_s, log,
+                          peers=config.mllp_peers, max_per_source=config.max_connections_per_source,
+                          max_connections=config.max_connections, tls=config.mllp_tls)
         mllp_port = await mllp.start(config.mllp_host, config.mllp_port)
-        sock = _bind(config.http_host, config.http_port)
-        http_port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(make_app(gateway, config.max_message_bytes), log_config=None,
-                                               access_log=False, lifespan="off"))
-        serving = asyncio.create_task(server.serve(sockets=[sock]))
-        for _ in range(200):  # bounded: uvicorn starts in well under a second
-            if server.started or serving.done():
-                break
-            await asyncio.sleep(0.02)
-        if serving.done() and not server.started:
-            await serving  # raise its error
+        clients = fhir_clients(config, settings.data_dir)
+        app = make_app(gateway, config.max_message_bytes, clients, config.fhir_max_in_flight_per_source)
+        server, serving, http_url = await start_http(app, f"{config.http_host}:{config.http_port}", "FHIR endpoint",
+                                                     config.http_tls, limit_concurrency=config.fhir_max_in_flight,
+                                                     timeout_keep_alive=5)
+        http_port = int(http_url.rsplit(":", 1)[1])
+        if insecure := insecure_choices(config):
+            log.warning("gateway transport not secured (docs/integrations.md, 'Who may send')", insecure=insecure)
 
         async def ticking() -> None:
             while not failed.done():
@@ -305,7 +321,5 @@ async def run_gateway(settings: Settings, nats_url: str | NatsAccess, gateway_co
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await ticker
             await mllp.stop()
-            server.should_exit = True
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(serving, 10)
-            log.info("gateway stopping", **gateway.counts)
+            await stop_http(server, serving)
+            log.info("gateway stopping", **gateway.counts, connections_refused=sum(mllp.refused.values()))

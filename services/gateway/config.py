@@ -9,7 +9,16 @@ from environment variables (the environment wins):
 | ``INFUSION_MONITOR_MLLP_HOST`` / ``_MLLP_PORT`` | ``mllp_host`` / ``mllp_port`` | ``127.0.0.1`` / ``2575`` |
 | ``INFUSION_MONITOR_HTTP_HOST`` / ``_HTTP_PORT`` | ``http_host`` / ``http_port`` (FHIR) | ``127.0.0.1`` / ``8088`` |
 | ``INFUSION_MONITOR_SITE_TZ`` | ``site_timezone`` (HL7 times without an offset) | ``UTC`` |
+| ``INFUSION_MONITOR_MLLP_TLS_CERT`` / ``_KEY`` / ``_CLIENT_CA`` | ``mllp_tls_cert`` / ``mllp_tls_key`` / ``mllp_tls_client_ca`` | unset (plain MLLP) |
+| ``INFUSION_MONITOR_FHIR_TLS_CERT`` / ``_KEY`` / ``_CLIENT_CA`` | ``http_tls_cert`` / ``http_tls_key`` / ``http_tls_client_ca`` | unset (plain HTTP) |
+| ``INFUSION_MONITOR_FHIR_CLIENTS`` | ``fhir_clients_path`` (bearer tokens of FHIR clients) | ``DATA_DIR/gateway/fhir-clients.toml`` |
 | ``INFUSION_MONITOR_GATEWAY_FAULT_EXIT_BEFORE_ACK`` | ``fault_exit_before_ack`` (fault drills only) | unset |
+
+Transport security (``docs/integrations.md``, "Who may send"): MLLP connections only from
+``mllp_peers`` (default loopback), at most ``max_connections_per_source`` per address, closed
+after ``idle_timeout_s``; optional TLS with client certificates; per sender ``peers`` and
+``client_names``; ``require_known_sender``. FHIR needs a bearer token (or a client certificate
+with ``http_tls_client_ca``); ``fhir_auth = "none"`` turns that off (insecure, never default).
 
 Per-sender settings (``[[gateway.senders]]``, matched on MSH-3 and MSH-4) live in the TOML file only;
 ``SenderProfile`` is what one message's sender resolves to (``GatewayConfig.profile``).
@@ -27,6 +36,9 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from ..runtime.addresses import check_entries
+from ..runtime.tls import ServerTls
 
 SECRET_ENV = "INFUSION_MONITOR_PATIENT_KEY_SECRET"
 MIN_SECRET_LENGTH = 16
@@ -83,6 +95,16 @@ class SenderConfig(BaseModel):
     local_units: dict[str, str] = Field(default_factory=dict)
     #: treat this sender's ORU messages as this feed whatever their codes look like
     feed: Feed | None = None
+    #: transport allow-lists (empty: any connection the listener accepts): its messages are taken
+    #: only from these addresses or networks, and/or over TLS with a client certificate whose
+    #: common name or subject alternative name is listed
+    peers: list[str] = Field(default_factory=list)
+    client_names: list[str] = Field(default_factory=list)
+
+    @field_validator("peers")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return check_entries(value, "peers")
 
     @field_validator("time_zone")
     @classmethod
@@ -157,7 +179,28 @@ class GatewayConfig(BaseModel):
     #: wall-clock tick of the pump grace timer (seconds)
     tick_seconds: float = Field(default=30.0, gt=0)
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
-    idle_timeout_s: float = Field(default=3600.0, gt=0)
+    #: an MLLP connection idle this long is closed (senders reconnect)
+    idle_timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    #: who may open an MLLP connection at all (addresses or networks; ``0.0.0.0/0``: anyone)
+    mllp_peers: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+    #: open MLLP connections per source address, and in all; more are closed at once
+    max_connections_per_source: int = Field(default=8, ge=1, le=1000)
+    max_connections: int = Field(default=256, ge=1, le=100_000)
+    #: refuse (AR) messages from a sender no ``[[gateway.senders]]`` entry names
+    require_known_sender: bool = False
+    mllp_tls_cert: str | None = None
+    mllp_tls_key: str | None = None
+    mllp_tls_client_ca: str | None = None  # set: every MLLP client presents a certificate it signed
+    http_tls_cert: str | None = None
+    http_tls_key: str | None = None
+    http_tls_client_ca: str | None = None
+    #: FHIR clients' bearer tokens (default ``DATA_DIR/gateway/fhir-clients.toml``, created at first start)
+    fhir_clients_path: str | None = None
+    #: ``token`` (or a client certificate when ``http_tls_client_ca`` is set); ``none``: anyone (insecure)
+    fhir_auth: Literal["token", "none"] = "token"
+    #: FHIR requests in flight per source address (more get 429), and in all (uvicorn's limit)
+    fhir_max_in_flight_per_source: int = Field(default=8, ge=1, le=1000)
+    fhir_max_in_flight: int = Field(default=64, ge=1, le=10_000)
     #: fault drills only: exit the process after storing this control id's events, before the ACK
     fault_exit_before_ack: str | None = None
 
@@ -172,6 +215,21 @@ class GatewayConfig(BaseModel):
     @classmethod
     def _known_zone(cls, value: str) -> str:
         return known_zone(value)
+
+    @field_validator("mllp_peers")
+    @classmethod
+    def _peer_networks(cls, value: list[str]) -> list[str]:
+        return check_entries(value, "mllp_peers")
+
+    @cached_property
+    def mllp_tls(self) -> ServerTls | None:
+        return ServerTls(self.mllp_tls_cert, self.mllp_tls_key, self.mllp_tls_client_ca) \
+            if self.mllp_tls_cert and self.mllp_tls_key else None
+
+    @cached_property
+    def http_tls(self) -> ServerTls | None:
+        return ServerTls(self.http_tls_cert, self.http_tls_key, self.http_tls_client_ca) \
+            if self.http_tls_cert and self.http_tls_key else None
 
     @field_validator("pump_bindings")
     @classmethod
@@ -234,6 +292,11 @@ class GatewayConfig(BaseModel):
             ("INFUSION_MONITOR_HTTP_HOST", "http_host", str), ("INFUSION_MONITOR_HTTP_PORT", "http_port", int),
             ("INFUSION_MONITOR_SITE_TZ", "site_timezone", str), (SECRET_ENV, "patient_key_secret", str),
             ("INFUSION_MONITOR_GATEWAY_FAULT_EXIT_BEFORE_ACK", "fault_exit_before_ack", str),
+            ("INFUSION_MONITOR_MLLP_TLS_CERT", "mllp_tls_cert", str), ("INFUSION_MONITOR_MLLP_TLS_KEY", "mllp_tls_key", str),
+            ("INFUSION_MONITOR_MLLP_TLS_CLIENT_CA", "mllp_tls_client_ca", str),
+            ("INFUSION_MONITOR_FHIR_TLS_CERT", "http_tls_cert", str), ("INFUSION_MONITOR_FHIR_TLS_KEY", "http_tls_key", str),
+            ("INFUSION_MONITOR_FHIR_TLS_CLIENT_CA", "http_tls_client_ca", str),
+            ("INFUSION_MONITOR_FHIR_CLIENTS", "fhir_clients_path", str),
         ):
             if value := env.get(name):
                 values[key] = kind(value)

@@ -2,15 +2,25 @@
 long-lived sender connections, and a client that sends one message and waits for its ACK.
 
 Bounds: a frame longer than ``max_bytes`` closes the connection (nothing is acknowledged); a
-connection idle for ``idle_timeout`` seconds is closed (senders reconnect)."""
+connection idle for ``idle_timeout`` seconds is closed (senders reconnect). The server takes
+connections only from ``peers`` (addresses or networks), at most ``max_per_source`` at a time
+from one address and ``max_connections`` in all (more are closed at once, logged and counted),
+optionally over TLS (client certificates required when the TLS settings name a CA); each
+connection knows its ``Peer`` (address and verified certificate names)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
+
+from ..runtime.addresses import address_in
+from ..runtime.tls import ServerTls, peer_names
+from .transport import Peer
 
 START, END = b"\x0b", b"\x1c\x0d"
 READ_CHUNK = 65536
@@ -56,6 +66,7 @@ class Connection:
     """One sender connection: what the handler remembers per connection (warnings given once)."""
 
     number: int
+    peer: Peer = field(default_factory=lambda: Peer("-"))
     warned: set[str] = field(default_factory=set)
 
     def first(self, warning: str) -> bool:
@@ -74,20 +85,50 @@ class MllpServer:
     """Calls ``handler(message, connection)`` for each frame of each connection, in order per
     connection; writes back what it returns, or closes the connection when it returns ``None``."""
 
-    def __init__(self, handler: Handler, max_bytes: int, idle_timeout: float, log) -> None:
+    def __init__(self, handler: Handler, max_bytes: int, idle_timeout: float, log, *, peers: Iterable[str],
+                 max_per_source: int = 8, max_connections: int = 256, tls: ServerTls | None = None,
+                 name: str = "mllp") -> None:
         self.handler, self.max_bytes, self.idle_timeout, self.log = handler, max_bytes, idle_timeout, log
+        self.peers, self.max_per_source, self.max_connections = tuple(peers), max_per_source, max_connections
+        self.tls, self.name = tls, name
         self.server: asyncio.Server | None = None
         self.connections: set[asyncio.Task] = set()
+        self.per_source: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()  # why connections were closed at once
 
     async def start(self, host: str, port: int) -> int:
-        self.server = await asyncio.start_server(self._connection, host, port, reuse_address=True)
+        ssl = self.tls.context() if self.tls is not None else None
+        self.server = await asyncio.start_server(self._connection, host, port, reuse_address=True, ssl=ssl)
         return self.server.sockets[0].getsockname()[1]
+
+    def _admit(self, address: str) -> str | None:
+        """Why a new connection from ``address`` is closed at once, or None."""
+        if not address_in(address, self.peers):
+            return "address not allowed"
+        if self.per_source[address] >= self.max_per_source:
+            return "too many connections from this address"
+        if len(self.connections) > self.max_connections:
+            return "too many connections"
+        return None
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self.connections.add(task)
-        connection = Connection(next(_numbers))
+        address = str((writer.get_extra_info("peername") or ("-",))[0])
+        why = self._admit(address)
+        if why is not None:
+            self.connections.discard(task)
+            self.refused[why] += 1
+            self.log.warning(f"{self.name} connection refused", peer=address, reason=why,
+                             refused=sum(self.refused.values()))
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            return
+        self.per_source[address] += 1
+        peer = Peer(address, frozenset(peer_names(writer.get_extra_info("ssl_object"))))
+        connection = Connection(next(_numbers), peer)
         try:
             async for message in read_frames(reader, self.max_bytes, self.idle_timeout):
                 reply = await self.handler(message, connection)
@@ -96,11 +137,14 @@ class MllpServer:
                 writer.write(frame(reply))
                 await writer.drain()
         except FrameTooLarge:
-            self.log.warning("mllp frame too large; connection closed", max_bytes=self.max_bytes)
+            self.log.warning(f"{self.name} frame too large; connection closed", max_bytes=self.max_bytes)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             self.connections.discard(task)
+            self.per_source[address] -= 1
+            if self.per_source[address] <= 0:
+                del self.per_source[address]
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -119,17 +163,19 @@ class MllpServer:
 
 
 class MllpClient:
-    """One connection; ``send`` frames a message and returns the ACK's bytes."""
+    """One connection; ``send`` frames a message and returns the ACK's bytes. ``ssl``: a client TLS
+    context (MLLP over TLS)."""
 
-    def __init__(self, host: str, port: int, timeout: float = 30.0, max_bytes: int = 1_048_576) -> None:
-        self.host, self.port, self.timeout, self.max_bytes = host, port, timeout, max_bytes
+    def __init__(self, host: str, port: int, timeout: float = 30.0, max_bytes: int = 1_048_576,
+                 ssl: Any = None) -> None:
+        self.host, self.port, self.timeout, self.max_bytes, self.ssl = host, port, timeout, max_bytes, ssl
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.frames: AsyncIterator[bytes] | None = None
 
     async def connect(self) -> None:
         self.reader, self.writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), self.timeout)
+            asyncio.open_connection(self.host, self.port, ssl=self.ssl), self.timeout)
         self.frames = read_frames(self.reader, self.max_bytes, self.timeout)
 
     async def send(self, message: bytes) -> bytes:

@@ -1,7 +1,8 @@
 """The PCD-05 listener of one ``acm`` destination: what the alarm manager reports back.
 
-An MLLP server on the destination's ``status_listen``; a connection from an address not in
-``status_peers`` is closed unread, and a message whose MSH-3 is not ``status_application`` (when
+An MLLP server on the destination's ``status_listen`` (the gateway's ``MllpServer``): a connection
+from an address not in ``status_peers`` is closed unread, at most 4 connections per address and
+32 in all, idle ones closed after 5 minutes; a message whose MSH-3 is not ``status_application`` (when
 set) is refused (``AR``). Each PCD-05 (``ORA^R41`` or ``ORU^R41``, ``acm.parse_pcd05``) about an
 alert the bridge knows becomes, on the alert stream:
 
@@ -20,8 +21,6 @@ the alarm manager retransmits, and a retransmission (same MSH-10) publishes the 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,7 +31,7 @@ from schemas.vocab import AckVia, DeliveryState
 from ..engine.ids import stable_id
 from ..gateway.mapping.ack import build_ack, msh_fields
 from ..gateway.mapping.common import Rejection, Translation
-from ..gateway.mllp import FrameTooLarge, frame, read_frames
+from ..gateway.mllp import Connection, MllpServer
 from .acm import AlertStatus, StatusRejection, parse_pcd05
 from .routes import Destination, split_host_port
 
@@ -40,6 +39,8 @@ Locate = Callable[[str | None, str | None], tuple[str, str] | None]
 Publish = Callable[[list[Any]], Awaitable[None]]
 MAX_BYTES = 1_048_576
 IDLE_TIMEOUT_S = 300.0
+MAX_PER_SOURCE = 4  # an alarm manager keeps one or two connections open
+MAX_CONNECTIONS = 32
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
@@ -68,60 +69,29 @@ class AcmStatusListener:
         self.name, self.destination, self.locate, self.publish, self.log, self.now = (
             name, destination, locate, publish, log, now)
         self.settings = destination.acm_settings
-        self.server: asyncio.Server | None = None
-        self.connections: set[asyncio.Task[Any]] = set()
+        self.server = MllpServer(self._message, MAX_BYTES, IDLE_TIMEOUT_S, log, peers=self.settings.status_peers,
+                                 max_per_source=MAX_PER_SOURCE, max_connections=MAX_CONNECTIONS,
+                                 name=f"ACM status ({name})")
         self.address: tuple[str, int] | None = None
         self.counts: dict[str, int] = {}
 
     async def start(self) -> tuple[str, int]:
         assert self.settings.status_listen is not None
         host, port = split_host_port(self.settings.status_listen)
-        self.server = await asyncio.start_server(self._connection, host, port, reuse_address=True)
-        self.address = self.server.sockets[0].getsockname()[:2]
-        self.log.info("ACM status listener", destination=self.name, address=f"{self.address[0]}:{self.address[1]}")
+        bound = await self.server.start(host, port)
+        assert self.server.server is not None
+        self.address = self.server.server.sockets[0].getsockname()[:2]
+        self.log.info("ACM status listener", destination=self.name, address=f"{self.address[0]}:{bound}")
         return self.address
 
     async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        for task in list(self.connections):
-            task.cancel()
-        for task in list(self.connections):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self.server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.server.wait_closed(), 5)
+        await self.server.stop()
 
     def _count(self, what: str) -> None:
         self.counts[what] = self.counts.get(what, 0) + 1
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.connections.add(task)
-        peer = (writer.get_extra_info("peername") or ("?",))[0]
-        try:
-            if peer not in self.settings.status_peers:
-                self._count("refused_peer")
-                self.log.warning("ACM status connection from an address not allowed; closed", destination=self.name,
-                                 peer=peer)
-                return
-            async for message in read_frames(reader, MAX_BYTES, IDLE_TIMEOUT_S):
-                reply = await self.handle(message)
-                if reply is None:
-                    break  # not stored: no ACK, the sender retransmits
-                writer.write(frame(reply))
-                await writer.drain()
-        except FrameTooLarge:
-            self.log.warning("ACM status frame too large; connection closed", destination=self.name)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            self.connections.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+    async def _message(self, raw: bytes, connection: Connection) -> bytes | None:
+        return await self.handle(raw)
 
     async def handle(self, raw: bytes) -> bytes | None:
         """The ACK for one message, or None when its events could not be stored."""

@@ -20,9 +20,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from schemas.vocab import Severity
+
+from ..runtime.addresses import check_entries
 
 _SPAN = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
@@ -78,6 +80,11 @@ class AcmSettings(_Strict):
         default_factory=lambda: ["127.0.0.1", "::1"], description="addresses allowed to connect to the listener")
     status_application: str | None = Field(
         default=None, description="the MSH-3.1 a PCD-05 must carry (none: any)")
+
+    @field_validator("status_peers")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return check_entries(value, "status_peers")
 
     @model_validator(mode="after")
     def _listen(self) -> AcmSettings:

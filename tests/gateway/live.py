@@ -30,9 +30,17 @@ class GatewayProcess:
         self.mllp_port = mllp_port or free_port()
         self.http_port = http_port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.data_dir = log_path.parent / "gateway-data"
+
+    def fhir_headers(self) -> dict[str, str]:
+        """A FHIR client's headers: the bearer token the gateway created at its first start."""
+        import tomllib
+
+        clients = tomllib.loads((self.data_dir / "gateway" / "fhir-clients.toml").read_text())["clients"]
+        return {"Content-Type": "application/fhir+json", "Authorization": f"Bearer {clients['ehr']['token']}"}
 
     def start(self) -> GatewayProcess:
-        env = {**os.environ, "INFUSION_MONITOR_LOG_FORMAT": "json",
+        env = {**os.environ, "INFUSION_MONITOR_LOG_FORMAT": "json", "INFUSION_MONITOR_DATA_DIR": str(self.data_dir),
                "INFUSION_MONITOR_PATIENT_KEY_SECRET": SECRET, **self.env}
         self.log = self.log_path.open("ab")
         self.proc = subprocess.Popen(

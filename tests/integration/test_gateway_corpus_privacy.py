@@ -34,7 +34,7 @@ async def test_no_identity_from_the_corpus_in_any_event_state_or_log(nats_server
                 for raw in C.messages(path):
                     if path.suffix == ".json":
                         resp = await http.post(f"http://127.0.0.1:{gateway.http_port}/fhir", content=raw,
-                                               headers={"Content-Type": "application/fhir+json"})
+                                               headers=gateway.fhir_headers())
                         code = str(resp.status_code)
                     else:
                         code = ack_code(await client.send(raw))

@@ -160,7 +160,7 @@ async def test_no_identity_outside_the_gateway_dead_letters_or_in_any_log(nats_s
         assert codes == ["AA"] * 5 + ["AE"]
         await wait_for(lambda: critical_hypersensitivity(js), timeout=30)
         resp = httpx.post(f"http://127.0.0.1:{gateway.http_port}/fhir", content=F.body(F.patient(mrn="MRN12345")),
-                          headers={"Content-Type": "application/fhir+json"}, timeout=30)
+                          headers=gateway.fhir_headers(), timeout=30)
         assert resp.status_code == 200
         streams = [s.config.name for s in await js.streams_info()]
         assert "IM_GW_DLQ" in streams and "IM_IN" in streams and "KV_im-state-gateway" in streams
@@ -202,7 +202,7 @@ async def test_fhir_transaction_bundle_gives_the_same_alerts_as_the_hl7_feed(nat
         )
         async with httpx.AsyncClient(timeout=30) as client:
             resp = await client.post(f"http://127.0.0.1:{gateway.http_port}/fhir", content=F.body(bundle),
-                                     headers={"Content-Type": "application/fhir+json"})
+                                     headers=gateway.fhir_headers())
         assert resp.status_code == 200 and resp.json()["resourceType"] == "OperationOutcome"
         assert resp.json()["issue"][0]["severity"] == "information"
         fhir_patient = [e for e in await inbound(js) if e["type"] == "patient.profile"][0]["patient_id"]
@@ -223,10 +223,12 @@ async def test_fhir_invalid_resource_gets_an_operation_outcome_naming_the_elemen
         bad = F.vital("8867-4", "2025-03-01T10:00:00+00:00", 72, "/min")
         bad["valueQuantity"] = {"value": "fast"}
         async with httpx.AsyncClient(timeout=30) as client:
-            resp = await client.post(f"http://127.0.0.1:{gateway.http_port}/fhir/Observation", content=F.body(bad))
+            resp = await client.post(f"http://127.0.0.1:{gateway.http_port}/fhir/Observation", content=F.body(bad),
+                                     headers=gateway.fhir_headers())
             unmapped = await client.post(f"http://127.0.0.1:{gateway.http_port}/fhir",
                                          content=F.body({**F.vital("8867-4", "2025-03-01T10:00:00+00:00", 72, "/min"),
-                                                         "subject": {"reference": "Patient/unknown"}}))
+                                                         "subject": {"reference": "Patient/unknown"}}),
+                                         headers=gateway.fhir_headers())
         assert resp.status_code == 400
         outcome = resp.json()
         assert outcome["resourceType"] == "OperationOutcome"

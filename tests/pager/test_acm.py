@@ -404,4 +404,25 @@ async def test_an_address_not_allowed_is_closed_unread():
             await sim.send_status(listener.address, "al-1", "Accepted", recipient=("nurse-7", "Jones", "Amy"))
     finally:
         await listener.stop()
-    assert stream.events == [] and listener.counts == {"refused_peer": 1}
+    assert stream.events == [] and listener.server.refused == {"address not allowed": 1}
+
+
+async def test_connections_per_address_are_capped():
+    """PCD-05 listener hardening (issue 14): one address may hold at most 4 connections."""
+    import asyncio
+
+    stream = Stream()
+    listener = await _listener(stream, {"al-1": "pk-1"})
+    try:
+        pairs = [await asyncio.open_connection(*listener.address) for _ in range(10)]
+        await asyncio.sleep(0.3)
+        closed = 0
+        for reader, writer in pairs:
+            try:
+                closed += await asyncio.wait_for(reader.read(1), 0.1) == b""
+            except TimeoutError:
+                pass
+            writer.close()
+        assert closed == 6 and listener.server.refused == {"too many connections from this address": 6}
+    finally:
+        await listener.stop()

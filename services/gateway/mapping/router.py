@@ -13,11 +13,12 @@ from schemas import Rejection as ContractRejection
 from schemas import parse_inbound
 
 from ..config import GatewayConfig
+from ..transport import Peer, refusal
 from .adt import PROFILE_TRIGGERS, map_adt
 from .book import Book
 from .common import (
-    APPLICATION_ERROR, DUPLICATE_KEY, MapError, Parsed, Rejection, Translation, bind, coded, parse, patient_of,
-    value,
+    APPLICATION_ERROR, DUPLICATE_KEY, MapError, Parsed, Rejection, Translation, bind, coded, parse, parts_of,
+    patient_of, value,
 )
 from .lab import map_lab
 from .pump import is_event_row, learn_location, map_pump
@@ -60,7 +61,10 @@ def header_guess(raw: bytes) -> tuple[str, str, str]:
     return get(3).split(comp)[0], get(10).split(comp)[0], "^".join(get(9).split(comp)[:2])
 
 
-def translate(raw: bytes, config: GatewayConfig, book: Book, received_at: datetime) -> Translation:
+def translate(raw: bytes, config: GatewayConfig, book: Book, received_at: datetime,
+              peer: Peer | None = None) -> Translation:
+    """One HL7 message. ``peer``: the connection it came on, checked against its sender's
+    allow-lists (``transport.py``); ``None`` (``hl7 lint``): not checked."""
     try:
         parsed = parse(raw)
     except MapError as exc:
@@ -70,6 +74,11 @@ def translate(raw: bytes, config: GatewayConfig, book: Book, received_at: dateti
     out = Translation(parsed.control_id, parsed.sender, parsed.message_type, feed=feed_of(parsed),
                       facility=parsed.facility, identity=parsed.identity, digest=parsed.digest,
                       sender_name=parsed.settings.name)
+    if peer is not None:
+        msh = parsed.message.segment("MSH")
+        if reason := refusal(config, config.sender(parts_of(msh, 3), parts_of(msh, 4)), peer):
+            out.rejection = Rejection("AR", "MSH", "3", reason, APPLICATION_ERROR)
+            return out
     if parsed.zone_mismatch:
         out.warnings.append("zone-mismatch: the MSH-7 offset disagrees with the sender's configured time zone")
     try:
