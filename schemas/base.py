@@ -7,7 +7,7 @@ import re
 from datetime import UTC, date, datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 
 def format_time(value: datetime) -> str:
@@ -52,6 +52,28 @@ EventTime = Annotated[
 CalendarDate = Annotated[date, BeforeValidator(_iso_date), Field(strict=False, description="calendar date, YYYY-MM-DD")]
 EventId = Annotated[str, Field(min_length=1, max_length=256, description="globally unique id; the idempotency key (Nats-Msg-Id)")]
 PatientKey = Annotated[str, Field(min_length=1, max_length=128, description="pseudonymous patient key, never a name")]
+# Privacy by default (issue 14): what producers send as ``patient_id`` must look like a
+# pseudonymous key, so a raw record number or a name is bad input (dead-lettered with the
+# reason), never an alert, an audit record or a page. The default is the shape of the gateway's
+# keys and the contract's examples; a site whose producers key patients otherwise sets its own
+# (``INFUSION_MONITOR_PATIENT_KEY_PATTERN``, applied by the command line at start).
+DEFAULT_PATIENT_KEY_PATTERN = r"pk-[0-9a-z][0-9a-z_-]{0,63}"
+_PATIENT_KEY = [re.compile(DEFAULT_PATIENT_KEY_PATTERN)]
+
+
+def set_patient_key_pattern(pattern: str | None) -> None:
+    """The pattern every producer's ``patient_id`` must match in full (``None``: the default)."""
+    _PATIENT_KEY[0] = re.compile(pattern or DEFAULT_PATIENT_KEY_PATTERN)
+
+
+def _pseudonymous(value: str) -> str:
+    if not _PATIENT_KEY[0].fullmatch(value):
+        raise ValueError("not a pseudonymous patient key (the site's pattern, e.g. pk-3f9a1c): "
+                         "never a record number or a name")
+    return value
+
+
+ProducerPatientKey = Annotated[PatientKey, AfterValidator(_pseudonymous)]
 SessionId = Annotated[str, Field(min_length=1, max_length=128)]
 ShortText = Annotated[str, Field(max_length=256)]
 FreeText = Annotated[str, Field(max_length=4000)]
@@ -69,6 +91,12 @@ class Event(BaseModel):
 
 class PatientEvent(Event):
     patient_id: PatientKey
+
+
+class ProducerPatientEvent(PatientEvent):
+    """An event a producer sends: its ``patient_id`` must be a pseudonymous key."""
+
+    patient_id: ProducerPatientKey
 
 
 class OutboundEvent(BaseModel):

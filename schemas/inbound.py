@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from .base import CalendarDate, EventTime, FreeText, PatientEvent, SessionId, ShortText, Event
+from .base import CalendarDate, EventTime, FreeText, SessionId, ShortText, Event
+from .base import ProducerPatientEvent as PatientEvent
 from .outbound import AlertAcknowledged, AlertDelivery, AlertResolved
 from .vocab import ContraindicationReason, InfusionOutcome, Symptom
 

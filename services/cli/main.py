@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
-from schemas.base import EventTime
+from schemas.base import EventTime, set_patient_key_pattern
 from schemas.vocab import PolicyProfile
 
 _TIME = TypeAdapter(EventTime)
@@ -105,7 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from ..runtime.settings import Settings
 
-    settings = Settings.load(profile=getattr(args, "profile", None))
+    try:
+        settings = Settings.load(profile=getattr(args, "profile", None))
+    except ValueError as exc:
+        print(f"infusion-monitor: {exc}", file=sys.stderr)
+        return 2
+    set_patient_key_pattern(settings.patient_key_pattern)
     match args.command:
         case "replay":
             from .replay_cmd import run_replay

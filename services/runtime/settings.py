@@ -9,11 +9,13 @@
 | ``INFUSION_MONITOR_CONFIG`` | a TOML file whose ``[monitor]`` table overrides any threshold | unset |
 | ``INFUSION_MONITOR_LOG_FORMAT`` | ``json`` or ``console`` (default: console on a terminal) | auto |
 | ``INFUSION_MONITOR_TICK_SECONDS`` | how often the live services move their clock to the wall clock | ``1.0`` |
+| ``INFUSION_MONITOR_PATIENT_KEY_PATTERN`` | the pattern every producer's ``patient_id`` must match (a regular expression, in full) | ``pk-[0-9a-z][0-9a-z_-]{0,63}`` |
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ class Settings:
     data_dir: Path = Path("var")
     log_format: str | None = None
     tick_seconds: float = 1.0
+    patient_key_pattern: str | None = None  # None: schemas.base.DEFAULT_PATIENT_KEY_PATTERN
 
     @classmethod
     def load(cls, profile: str | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -49,7 +52,27 @@ class Settings:
             data_dir=Path(env.get("INFUSION_MONITOR_DATA_DIR", "var")),
             log_format=env.get("INFUSION_MONITOR_LOG_FORMAT"),
             tick_seconds=float(env.get("INFUSION_MONITOR_TICK_SECONDS", "1.0")),
+            patient_key_pattern=checked_key_pattern(env.get("INFUSION_MONITOR_PATIENT_KEY_PATTERN") or None),
         )
+
+
+GATEWAY_KEY_EXAMPLE = "pk-0123456789abcdef0123456789abcdef"  # the gateway's keys: pk- and 32 hex digits
+
+
+def checked_key_pattern(pattern: str | None) -> str | None:
+    """A site's patient-key pattern: it must compile, accept the gateway's keys and refuse a bare
+    record number (else nothing from the gateway would be monitored, or nothing be protected)."""
+    if pattern is None:
+        return None
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"INFUSION_MONITOR_PATIENT_KEY_PATTERN is not a regular expression: {exc}") from None
+    if not compiled.fullmatch(GATEWAY_KEY_EXAMPLE):
+        raise ValueError("INFUSION_MONITOR_PATIENT_KEY_PATTERN must accept the gateway's keys (pk- and 32 hex digits)")
+    if compiled.fullmatch("12345678") or compiled.fullmatch("MRN12345"):
+        raise ValueError("INFUSION_MONITOR_PATIENT_KEY_PATTERN accepts a bare record number")
+    return pattern
 
 
 def nats_servers(url: str) -> list[str]:

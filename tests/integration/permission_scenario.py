@@ -170,7 +170,7 @@ async def run(server: EmbeddedNats, tmp: Path) -> None:
             gateway = await _gateway(stack, server, names)
             # the critical alert pages the ward, escalates to the backup (its 5 min passed long
             # ago); staff acknowledge it on the board, and another alert on the endpoint
-            r7 = await _request(receiver, lambda r: r.body.get("rule") == "R7")
+            r7 = await _request(receiver, lambda r: r.body.get("severity") == "critical" and r.path == "/ward")
             await _request(receiver, lambda r: r.path == "/backup")
             await _board_ack(board, r7.body["alert_id"])
             await _request(receiver, lambda r: r.body.get("type") == "alert.acknowledged")
@@ -194,19 +194,26 @@ async def run(server: EmbeddedNats, tmp: Path) -> None:
         async with contextlib.AsyncExitStack() as stack:
             await _monitors(stack, server, names)
             await wait_for(lambda: _count(ajs, names.stream_alerts, lambda e: e.get("patient_id") == "pk-perm-e"), 60)
+            e_alerts = await _alert_ids(ajs, names, "pk-perm-e")
             await (await ajs.pull_subscribe_bind(DURABLE_ALERTS, names.stream_alerts)).fetch(1, timeout=5)
             await ajs.publish(f"{names.ns}.alert.{PATIENT}.alert.raised", b"{not an alert",  # the pager's dead letters
                               headers={"Nats-Msg-Id": "perm-bad-alert"})
             pager = await _pager(stack, server, names, routes)
             gateway = await _gateway(stack, server, names)  # its state is loaded
             await _hl7(gateway, monitor_msg("PERM2", 1, systolic=121, spo2=97))
-            await _request(receiver, lambda r: r.body.get("patient_id") == "pk-perm-e" or
-                           "pk-perm-e" in json.dumps(r.body))
+            await _request(receiver, lambda r: r.body.get("alert_id") in e_alerts)
             assert not pager.failed.done()
     finally:
         await receiver.stop()
         await producer.close()
         await admin.close()
+
+
+async def _alert_ids(js: Any, names: Names, patient: str) -> set[str]:
+    from tests.integration.live import stream_messages
+
+    return {e["alert_id"] for m in await stream_messages(js, names.stream_alerts)
+            if (e := _json(m.data)) and e.get("type") == "alert.raised" and e.get("patient_id") == patient}
 
 
 def _reaction_now(patient: str, tag: str) -> list[dict[str, Any]]:
@@ -241,7 +248,7 @@ async def _board(stack: Any, server: EmbeddedNats, names: Names) -> Any:
     from services.board.service import make_authenticator, run_board
     from services.runtime.settings import Settings
 
-    config = BoardConfig(bind="127.0.0.1:0", secret="s" * 40, lookback_hours=1)
+    config = BoardConfig(bind="127.0.0.1:0", secret="s" * 40, lookback_hours=1, cookie_secure=False)  # plain HTTP
     auth = replace(make_authenticator(config, _Quiet()), users=users_from_pairs([("anna", "Anna K., RN", PASSWORD)]))
     return await stack.enter_async_context(run_board(Settings(), server.access("board"), config, names, auth=auth))
 
@@ -274,7 +281,7 @@ async def _operator_commands(operator: Any) -> None:
 
 
 def _pager_extra(server: EmbeddedNats) -> dict[str, Any]:
-    return {}
+    return {"callers_path": server.store_dir.parent / "pager" / "ack-callers.toml"}
 
 
 async def _request(receiver: Any, predicate: Any, timeout: float = 60) -> Any:
@@ -300,9 +307,12 @@ async def _board_ack(board: Any, alert_id: str) -> None:
 
 
 async def _endpoint_ack(pager: Any, tmp: Path) -> None:
+    import tomllib
+
     alert_id = next(aid for aid, _ in _open_alerts(pager))
+    token = tomllib.loads((tmp / "pager" / "ack-callers.toml").read_text())["callers"]["api"]["token"]
     async with httpx.AsyncClient(base_url=pager.ack_url) as http:
-        answer = await http.post("/pager/ack", json={"alert_id": alert_id, "by": "scenario"})
+        answer = await http.post("/pager/ack", json={"alert_id": alert_id}, headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 202, answer.text
 
 
