@@ -93,7 +93,7 @@ async def _phase(js, url: str, cookies: dict[str, str], samples: int, start_hr: 
         hr = start_hr + i
         _pending.add(hr)
         sent = time.monotonic()
-        await js.publish(f"im.in.pk-flood.vitals.recorded",
+        await js.publish("im.in.pk-flood.vitals.recorded",
                          _event("vitals.recorded", hr, heart_rate_bpm=hr, systolic_mmhg=120, spo2_pct=98),
                          headers={"Nats-Msg-Id": f"flood-v-{hr}"})
         deadline = sent + 30

@@ -68,7 +68,7 @@ def set_patient_key_pattern(pattern: str | None) -> None:
 
 def _pseudonymous(value: str) -> str:
     if not _PATIENT_KEY[0].fullmatch(value):
-        raise ValueError("not a pseudonymous patient key (the site's pattern, e.g. pk-3f9a1c): "
+        raise ValueError("not a pseudonymous patient key (INFUSION_MONITOR_PATIENT_KEY_PATTERN): "
                          "never a record number or a name")
     return value
 

@@ -7,6 +7,7 @@ from the alert and audit streams."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -69,6 +70,21 @@ def _settings(tmp_path: Path, **changes) -> PagerSettings:
     return replace(PagerSettings(ack_bind="127.0.0.1:0", callers_path=tmp_path / "ack-callers.toml", env={}), **changes)
 
 
+@contextlib.asynccontextmanager
+async def _bridge(nats_server, tmp_path: Path, **changes):
+    """The bridge with the routes above, a receiver for its destinations, a NATS client."""
+    receiver = await Receiver().start()
+    nc, js = await connect(nats_server.url)
+    try:
+        routes = parse_routes(ROUTES.replace("{base}", receiver.base))
+        async with run_pager(Settings(), nats_server.url, routes, pager=_settings(tmp_path, **changes)) as pager:
+            yield pager, receiver, js
+            assert not pager.failed.done()
+    finally:
+        await nc.close()
+        await receiver.stop()
+
+
 def _token(tmp_path: Path) -> str:
     return tomllib.loads((tmp_path / "ack-callers.toml").read_text())["callers"]["api"]["token"]
 
@@ -97,44 +113,36 @@ async def test_forged_and_unauthenticated_acknowledgements_change_nothing(nats_s
     escalation and reached PagerDuty as an acknowledge. Now every variant is refused, nothing is
     published, no destination hears of it, and the alert escalates on time; the caller with its
     token acknowledges, and the audit names that caller."""
-    receiver = await Receiver().start()
-    nc, js = await connect(nats_server.url)
-    try:
-        routes = parse_routes(ROUTES.replace("{base}", receiver.base))
-        async with run_pager(Settings(), nats_server.url, routes, pager=_settings(tmp_path)) as pager:
-            alert = _alert("pk-forged")
-            await _raise(js, alert)
-            raised = await _paged(receiver, "/ward", alert.alert_id)
-            forged = {"alert_id": alert.alert_id, "via": "board", "by": "Anna K., RN"}
-            attempts = [
-                dict(content=json.dumps(forged), headers={"Content-Type": "text/plain", "Origin": "https://evil.example"}),
-                dict(json=forged),
-                dict(json={"alert_id": alert.alert_id}, headers={"Authorization": "Bearer " + "0" * 43}),
-                dict(json={"dedup_key": alert.dedup_key}, headers={"Authorization": "Basic YW5uYTphbm5h"}),
-                dict(json=forged, headers={"Authorization": f"Bearer {_token(tmp_path)}"}),  # a caller naming someone else
-                dict(json={"alert_id": alert.alert_id},
-                     headers={"Authorization": f"Bearer {_token(tmp_path)}", "Origin": "https://evil.example"}),
-            ]
-            async with httpx.AsyncClient(base_url=pager.ack_url) as http:
-                answers = [(await http.post("/pager/ack", **a)).status_code for a in attempts]
-            assert answers == [401, 401, 401, 401, 400, 403]
-            escalated = await _paged(receiver, "/backup", alert.alert_id)  # escalation continued
-            assert escalated - raised >= ESCALATE_S - 0.5
-            assert _relayed_acks(receiver) == [] and await _acknowledgements(js) == []
+    async with _bridge(nats_server, tmp_path) as (pager, receiver, js):
+        alert = _alert("pk-forged")
+        await _raise(js, alert)
+        raised = await _paged(receiver, "/ward", alert.alert_id)
+        forged = {"alert_id": alert.alert_id, "via": "board", "by": "Anna K., RN"}
+        attempts = [
+            dict(content=json.dumps(forged), headers={"Content-Type": "text/plain", "Origin": "https://evil.example"}),
+            dict(json=forged),
+            dict(json={"alert_id": alert.alert_id}, headers={"Authorization": "Bearer " + "0" * 43}),
+            dict(json={"dedup_key": alert.dedup_key}, headers={"Authorization": "Basic YW5uYTphbm5h"}),
+            dict(json=forged, headers={"Authorization": f"Bearer {_token(tmp_path)}"}),  # a caller naming someone else
+            dict(json={"alert_id": alert.alert_id},
+                 headers={"Authorization": f"Bearer {_token(tmp_path)}", "Origin": "https://evil.example"}),
+        ]
+        async with httpx.AsyncClient(base_url=pager.ack_url) as http:
+            answers = [(await http.post("/pager/ack", **a)).status_code for a in attempts]
+        assert answers == [401, 401, 401, 401, 400, 403]
+        escalated = await _paged(receiver, "/backup", alert.alert_id)  # escalation continued
+        assert escalated - raised >= ESCALATE_S - 0.5
+        assert _relayed_acks(receiver) == [] and await _acknowledgements(js) == []
 
-            async with httpx.AsyncClient(base_url=pager.ack_url) as http:
-                ok = await http.post("/pager/ack", json={"alert_id": alert.alert_id},
-                                     headers={"Authorization": f"Bearer {_token(tmp_path)}"})
-            assert ok.status_code == 202
-            (ack,) = await wait_for(lambda: _acknowledgements(js))
-            assert (ack["by"], ack["via"]) == ("api", "api")  # the credential's principal, not a body's name
-            await wait_for(lambda: _async(len(_relayed_acks(receiver)) == 2))  # ward and backup hear of it
-            audit = [json.loads(m.data) for m in await stream_messages(js, "IM_AUDIT")]
-            assert {a["by"] for a in audit if a["type"] == "alert.acknowledged"} == {"api"}
-            assert not pager.failed.done()
-    finally:
-        await nc.close()
-        await receiver.stop()
+        async with httpx.AsyncClient(base_url=pager.ack_url) as http:
+            ok = await http.post("/pager/ack", json={"alert_id": alert.alert_id},
+                                 headers={"Authorization": f"Bearer {_token(tmp_path)}"})
+        assert ok.status_code == 202
+        (ack,) = await wait_for(lambda: _acknowledgements(js))
+        assert (ack["by"], ack["via"]) == ("api", "api")  # the credential's principal, not a body's name
+        await wait_for(lambda: _async(len(_relayed_acks(receiver)) == 2))  # ward and backup hear of it
+        audit = [json.loads(m.data) for m in await stream_messages(js, "IM_AUDIT")]
+        assert {a["by"] for a in audit if a["type"] == "alert.acknowledged"} == {"api"}
 
 
 async def _async(value):
@@ -156,87 +164,62 @@ async def test_an_unsigned_pagerduty_webhook_dated_9999_changes_nothing(nats_ser
     made the bridge forget them. Without a secret the route is off (404); with one, an unsigned
     or wrongly signed body is refused (401). Escalation goes on at its pace; a nurse's later
     acknowledgement is accepted (202)."""
-    receiver = await Receiver().start()
-    nc, js = await connect(nats_server.url)
-    try:
-        routes = parse_routes(ROUTES.replace("{base}", receiver.base))
-        async with run_pager(Settings(), nats_server.url, routes,
-                             pager=_settings(tmp_path, pagerduty_webhook_secret=secret)) as pager:
-            alert = _alert("pk-pd")
-            await _raise(js, alert)
-            raised = await _paged(receiver, "/ward", alert.alert_id)
-            body = _pd_hook(alert.alert_id)
-            async with httpx.AsyncClient(base_url=pager.ack_url, headers={"Content-Type": "application/json"}) as http:
-                unsigned = await http.post("/pager/pagerduty/ward", content=body)
-                forged = await http.post("/pager/pagerduty/ward", content=body,
-                                         headers={"X-PagerDuty-Signature": _sign(body, "guessed")})
-            expected = 404 if secret is None else 401
-            assert (unsigned.status_code, forged.status_code) == (expected, expected)
-            escalated = await _paged(receiver, "/backup", alert.alert_id)
-            assert escalated - raised >= ESCALATE_S - 0.5  # not "through all tiers in 10 ms"
-            assert await _acknowledgements(js) == [] and _relayed_acks(receiver) == []
-            async with httpx.AsyncClient(base_url=pager.ack_url) as http:
-                nurse = await http.post("/pager/ack", json={"alert_id": alert.alert_id},
-                                        headers={"Authorization": f"Bearer {_token(tmp_path)}"})
-            assert nurse.status_code == 202  # the bridge still knows the alert
-            assert not pager.failed.done()
-    finally:
-        await nc.close()
-        await receiver.stop()
+    async with _bridge(nats_server, tmp_path, pagerduty_webhook_secret=secret) as (pager, receiver, js):
+        alert = _alert("pk-pd")
+        await _raise(js, alert)
+        raised = await _paged(receiver, "/ward", alert.alert_id)
+        body = _pd_hook(alert.alert_id)
+        async with httpx.AsyncClient(base_url=pager.ack_url, headers={"Content-Type": "application/json"}) as http:
+            unsigned = await http.post("/pager/pagerduty/ward", content=body)
+            forged = await http.post("/pager/pagerduty/ward", content=body,
+                                     headers={"X-PagerDuty-Signature": _sign(body, "guessed")})
+        expected = 404 if secret is None else 401
+        assert (unsigned.status_code, forged.status_code) == (expected, expected)
+        escalated = await _paged(receiver, "/backup", alert.alert_id)
+        assert escalated - raised >= ESCALATE_S - 0.5  # not "through all tiers in 10 ms"
+        assert await _acknowledgements(js) == [] and _relayed_acks(receiver) == []
+        async with httpx.AsyncClient(base_url=pager.ack_url) as http:
+            nurse = await http.post("/pager/ack", json={"alert_id": alert.alert_id},
+                                    headers={"Authorization": f"Bearer {_token(tmp_path)}"})
+        assert nurse.status_code == 202  # the bridge still knows the alert
 
 
 async def test_a_signed_webhook_dated_9999_is_judged_now_and_moves_no_clock(nats_server, tmp_path):
     """A genuine (signed) acknowledgement carrying a time in the future is recorded at the wall
     clock; the bridge's clock stays put, so the next alert escalates at its own pace."""
     secret = "whsec-test"
-    receiver = await Receiver().start()
-    nc, js = await connect(nats_server.url)
-    try:
-        routes = parse_routes(ROUTES.replace("{base}", receiver.base))
-        async with run_pager(Settings(), nats_server.url, routes,
-                             pager=_settings(tmp_path, pagerduty_webhook_secret=secret)) as pager:
-            first = _alert("pk-sig-1")
-            await _raise(js, first)
-            await _paged(receiver, "/ward", first.alert_id)
-            body = _pd_hook(first.alert_id)
-            async with httpx.AsyncClient(base_url=pager.ack_url) as http:
-                answer = await http.post("/pager/pagerduty/ward", content=body, headers={
-                    "Content-Type": "application/json", "X-PagerDuty-Signature": _sign(body, secret)})
-            assert answer.status_code == 202
-            (ack,) = await wait_for(lambda: _acknowledgements(js))
-            assert datetime.fromisoformat(ack["occurred_at"].replace("Z", "+00:00")) <= datetime.now(UTC)
-            second = _alert("pk-sig-2")
-            await _raise(js, second)
-            raised = await _paged(receiver, "/ward", second.alert_id)
-            escalated = await _paged(receiver, "/backup", second.alert_id)
-            assert escalated - raised >= ESCALATE_S - 0.5
-            assert pager.runner.engine.clock is not None and pager.runner.engine.clock.year < 9999
-            assert not pager.failed.done()
-    finally:
-        await nc.close()
-        await receiver.stop()
+    async with _bridge(nats_server, tmp_path, pagerduty_webhook_secret=secret) as (pager, receiver, js):
+        first = _alert("pk-sig-1")
+        await _raise(js, first)
+        await _paged(receiver, "/ward", first.alert_id)
+        body = _pd_hook(first.alert_id)
+        async with httpx.AsyncClient(base_url=pager.ack_url) as http:
+            answer = await http.post("/pager/pagerduty/ward", content=body, headers={
+                "Content-Type": "application/json", "X-PagerDuty-Signature": _sign(body, secret)})
+        assert answer.status_code == 202
+        (ack,) = await wait_for(lambda: _acknowledgements(js))
+        assert datetime.fromisoformat(ack["occurred_at"].replace("Z", "+00:00")) <= datetime.now(UTC)
+        second = _alert("pk-sig-2")
+        await _raise(js, second)
+        raised = await _paged(receiver, "/ward", second.alert_id)
+        escalated = await _paged(receiver, "/backup", second.alert_id)
+        assert escalated - raised >= ESCALATE_S - 0.5
+        assert pager.runner.engine.clock is not None and pager.runner.engine.clock.year < 9999
 
 
 async def test_an_acknowledgement_for_an_unknown_alert_changes_nothing(nats_server, tmp_path):
-    receiver = await Receiver().start()
-    nc, js = await connect(nats_server.url)
-    try:
-        routes = parse_routes(ROUTES.replace("{base}", receiver.base))
-        async with run_pager(Settings(), nats_server.url, routes, pager=_settings(tmp_path)) as pager:
-            alert = _alert("pk-known")
-            await _raise(js, alert)
-            await _paged(receiver, "/ward", alert.alert_id)
-            before = (await js.stream_info("IM_ALERTS")).state.messages
-            async with httpx.AsyncClient(base_url=pager.ack_url) as http:
-                for key in ({"alert_id": "al-000000000000000000000000"}, {"dedup_key": "pk-known/ses-x/x/c"}):
-                    answer = await http.post("/pager/ack", json=key, headers={"Authorization": f"Bearer {_token(tmp_path)}"})
-                    assert answer.status_code == 404
-            await asyncio.sleep(0.5)
-            assert (await js.stream_info("IM_ALERTS")).state.messages == before
-            await _paged(receiver, "/backup", alert.alert_id)  # the known alert escalates as before
-    finally:
-        await nc.close()
-        await receiver.stop()
+    async with _bridge(nats_server, tmp_path) as (pager, receiver, js):
+        alert = _alert("pk-known")
+        await _raise(js, alert)
+        await _paged(receiver, "/ward", alert.alert_id)
+        before = (await js.stream_info("IM_ALERTS")).state.messages
+        async with httpx.AsyncClient(base_url=pager.ack_url) as http:
+            for key in ({"alert_id": "al-000000000000000000000000"}, {"dedup_key": "pk-known/ses-x/x/c"}):
+                answer = await http.post("/pager/ack", json=key, headers={"Authorization": f"Bearer {_token(tmp_path)}"})
+                assert answer.status_code == 404
+        await asyncio.sleep(0.5)
+        assert (await js.stream_info("IM_ALERTS")).state.messages == before
+        await _paged(receiver, "/backup", alert.alert_id)  # the known alert escalates as before
 
 
 async def test_a_taken_port_never_stops_paging(nats_server, tmp_path):
@@ -248,12 +231,8 @@ async def test_a_taken_port_never_stops_paging(nats_server, tmp_path):
     squatter.bind(("127.0.0.1", 0))
     squatter.listen(1)
     port = squatter.getsockname()[1]
-    receiver = await Receiver().start()
-    nc, js = await connect(nats_server.url)
     try:
-        routes = parse_routes(ROUTES.replace("{base}", receiver.base))
-        settings = _settings(tmp_path, ack_bind=f"127.0.0.1:{port}", ack_retry_s=0.5)
-        async with run_pager(Settings(), nats_server.url, routes, pager=settings) as pager:
+        async with _bridge(nats_server, tmp_path, ack_bind=f"127.0.0.1:{port}", ack_retry_s=0.5) as (pager, receiver, js):
             assert pager.ack_url is None
             alert = _alert("pk-port")
             await _raise(js, alert)
@@ -276,8 +255,5 @@ async def test_a_taken_port_never_stops_paging(nats_server, tmp_path):
                 answer = await http.post(f"http://127.0.0.1:{port}/pager/ack", json={"alert_id": alert.alert_id},
                                          headers={"Authorization": f"Bearer {_token(tmp_path)}"})
             assert answer.status_code == 202
-            assert not pager.failed.done()
     finally:
         squatter.close()
-        await nc.close()
-        await receiver.stop()

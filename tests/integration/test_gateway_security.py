@@ -7,16 +7,13 @@ certificate allow-lists, unknown senders, FHIR bearer tokens and mutual TLS."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import ssl
-import time
 
 import httpx
 import pytest
 
 from services.gateway.app import run_gateway
-from services.gateway.mllp import MllpClient, frame
+from services.gateway.mllp import MllpClient
 from services.runtime.settings import Settings
 from tests.gateway.fhirmsg import body as fhir_body
 from tests.gateway.fhirmsg import patient as fhir_patient
@@ -179,3 +176,21 @@ async def test_fhir_over_mutual_tls(nats_server, tmp_path):
         with pytest.raises(httpx.HTTPError):
             async with httpx.AsyncClient(verify=without, timeout=10) as http:
                 await http.post(url, content=body, headers={"Content-Type": "application/fhir+json"})
+
+
+def test_the_shipped_gateway_settings_are_the_secure_ones():
+    """deploy/gateway.toml: TLS with client certificates, peers, per-sender allow-lists, known
+    senders only; no insecure choice."""
+    from pathlib import Path
+
+    from services.gateway.app import insecure_choices
+    from services.gateway.config import GatewayConfig
+
+    root = Path(__file__).resolve().parents[2]
+    config = GatewayConfig.load({"INFUSION_MONITOR_CONFIG": str(root / "deploy" / "gateway.toml"),
+                                 "INFUSION_MONITOR_PATIENT_KEY_SECRET": "s" * 32})
+    assert insecure_choices(config) == []
+    assert config.mllp_tls and config.mllp_tls.client_ca and config.http_tls and config.require_known_sender
+    assert all(s.peers or s.client_names for s in config.senders)
+    default = gateway_config()  # and the defaults: loopback, caps, a short idle timeout, tokens
+    assert insecure_choices(default) == [] and default.idle_timeout_s <= 300 and default.fhir_auth == "token"

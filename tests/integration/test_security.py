@@ -592,7 +592,7 @@ async def test_every_service_user_fails_to_purge_delete_or_shrink_the_audit_stre
     admin = await secure.connect("admin")
     try:
         for i in range(3):
-            await admin.js.publish(f"im.audit.pk-audit.alert.raised", json.dumps({"n": i}).encode(),
+            await admin.js.publish("im.audit.pk-audit.alert.raised", json.dumps({"n": i}).encode(),
                                    headers={"Nats-Msg-Id": f"audit-attack-{i}"})
         before = (await admin.js.stream_info("IM_AUDIT")).state
         config = (await admin.js.stream_info("IM_AUDIT")).config
