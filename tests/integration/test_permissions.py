@@ -9,7 +9,7 @@ the table's rendering (a drift check, like the AsyncAPI document's).
 
 To add a subject: add the grant to the role in ``permissions.py`` with the code that needs it,
 run ``python -m services.runtime.permissions --write deploy/nats/accounts.conf
-deploy/nats/cluster-node*.conf``, and make the scenario exercise it.
+deploy/nats/single.conf deploy/nats/cluster-node*.conf``, and make the scenario exercise it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tests.integration.permission_scenario import INSTANCES, Observed, observe
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "nats"
-SHIPPED = ("accounts.conf", "cluster-node1.conf", "cluster-node2.conf", "cluster-node3.conf")
+SHIPPED = ("accounts.conf", "single.conf", "cluster-node1.conf", "cluster-node2.conf", "cluster-node3.conf")
 
 
 def matches(pattern: str, subject: str) -> bool:
@@ -58,7 +58,7 @@ def test_the_shipped_configs_are_the_tables_rendering():
         text = (DEPLOY / name).read_text()
         assert rewrite_config(text, table) == text, (
             f"{name} differs from services/runtime/permissions.py: run python -m services.runtime.permissions "
-            "--write deploy/nats/accounts.conf deploy/nats/cluster-node*.conf")
+            "--write deploy/nats/*.conf")
 
 
 @pytest.fixture(scope="module")

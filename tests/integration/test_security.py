@@ -690,3 +690,24 @@ async def test_the_board_runs_under_its_shipped_user(secure, monitor, tmp_path):
     assert code == 0, log[-3000:]
     assert "permissions violation" not in log.lower(), log[-3000:]
     assert USERS["BOARD"][0] not in log
+
+
+async def test_the_single_server_config_refuses_anonymous_clients(tmp_path):
+    """Issue 14: deploy/nats/single.conf was anonymous like the embedded server."""
+    text = (DEPLOY / "single.conf").read_text()
+    for user, (_, hashed) in USERS.items():
+        text = re.sub(rf'^PW_{user}: ".*"$', f'PW_{user}: "{hashed}"', text, flags=re.M)
+    text = re.sub(r"^\s*store_dir: .*$", "", text, flags=re.M)
+    conf = tmp_path / "single.conf"
+    conf.write_text(text)
+    server = EmbeddedNats(tmp_path / "store", extra_args=["-c", str(conf)]).start()
+    try:
+        with pytest.raises(Exception):
+            nc = await nats.connect(f"nats://127.0.0.1:{server.port}", allow_reconnect=False,
+                                    max_reconnect_attempts=0, connect_timeout=3)
+            await nc.close()
+        nc = await nats.connect(f"nats://producer:{USERS['PRODUCER'][0]}@127.0.0.1:{server.port}",
+                                allow_reconnect=False, connect_timeout=5)
+        await nc.close()
+    finally:
+        server.stop()
