@@ -33,6 +33,7 @@ class AlertRaised(OutboundEvent):
     rule: Rule
     session_id: str | None = None
     site_id: str | None = Field(default=None, description="the session's site (for routing pages by site)")
+    pump_id: str | None = Field(default=None, description="the session's pump or chair (where to go)")
     summary: str
     action: str
     evidence: dict[str, Any]
@@ -54,7 +55,9 @@ class SessionClosed(OutboundEvent):
     patient_id: str
     session_id: str
     outcome: str = Field(description="`uneventful` or the kind of the worst R7-R13/M1 alert")
-    alert_ids: list[str] = []
+    alert_ids: list[str] = Field(default_factory=list, description=(
+        "every alert the session monitor raised for this session before its close (pre-infusion, baseline, "
+        "gaps, end, reactions; superseded ones too), in the order raised"))
 
 
 # --- alert lifecycle (shared by the paging bridge and the board) ---------------------------

@@ -58,6 +58,7 @@ class Session:
     gap_limit: int = 30  # minutes: the running gap's M1 limit, decided when it started
     symptoms: Sequence[str] = ()  # accumulated from t0 on, lower case, in charting order
     alerts: Mapping[str, AlertRef] = field(default_factory=lambda: _NO_ALERTS)  # kind -> current alert
+    alert_ids: Sequence[str] = ()  # every alert of the session before its close, in the order raised
     gap_count: int = 0
     reacted: bool = False  # R14 already asked for this session
     worst_kind: str | None = None  # outcome: most severe R7-R13/M1 alert kind
