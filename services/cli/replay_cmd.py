@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from argparse import Namespace
 
-from ..replay.offline import replay_lines
+from ..replay.offline import replay_file
 from ..runtime.settings import Settings
 
 
@@ -30,8 +30,9 @@ def run_replay(args: Namespace, settings: Settings) -> int:
             if args.pager:
                 from ..pager import load_routes, pager_engine
 
-                engine = pager_engine(settings.monitor, load_routes(args.pager))
-            result = replay_lines(stream, settings.monitor, until=args.until, engine=engine)
+                routes = load_routes(args.pager)
+                engine = lambda: pager_engine(settings.monitor, routes)  # noqa: E731 (made again if a line is set aside)
+            result = replay_file(stream, settings.monitor, until=args.until, engine=engine)
     for report in result.reports:
         print(report, file=sys.stderr)
     out = args.out.open("w", encoding="utf-8", newline="\n") if args.out else sys.stdout

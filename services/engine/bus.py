@@ -299,9 +299,18 @@ class Engine:
                 return
             due, _, name = min(due_now)
             del record.timers[name]
-            ctx = _Ctx(self, record, core, None)
-            ctx.now = due
-            core.fire(self._slice(record, core), name[1], key, due, ctx)
+            self._fire(record, core, name[1], key, due)
+
+    def _fire(self, record: PatientRecord, core: Core, kind: str, key: str, due: datetime) -> None:
+        """One timer. A core that fails on it is a defect: the timer is dropped and reported (a
+        failing timer would otherwise fail again at every later event and stop all alerting)."""
+        ctx = _Ctx(self, record, core, None)
+        ctx.now = due
+        try:
+            core.fire(self._slice(record, core), kind, key, due, ctx)
+        except Exception as exc:
+            self._step.notices.append(Notice(
+                None, f"internal: {core.name} timer {kind} failed with {type(exc).__name__}; dropped", internal=True))
 
     def _fire_until(self, now: datetime, inclusive: bool) -> None:
         heap = self._heap
@@ -317,8 +326,5 @@ class Engine:
             del record.timers[name]
             self.dirty.add(patient_id)
             core_name, kind, key = name
-            core = self._by_name[core_name]
-            ctx = _Ctx(self, record, core, None)
-            ctx.now = due
-            core.fire(self._slice(record, core), kind, key, due, ctx)
+            self._fire(record, self._by_name[core_name], kind, key, due)
             self._drain_facts()

@@ -23,6 +23,7 @@ class Notice:
     rejected: bool = False  # True: the event (or a part of it) is bad input for the dead letters
     keep: bool = False  # a warning whose input is kept in the dead letters too (a conflicting duplicate)
     payload: bytes | None = None  # the input to keep, when it is not the message being handled (an expired pending reading)
+    internal: bool = False  # a defect (a core failed on a timer), not bad input: for operators
 
 
 @dataclass(slots=True)
