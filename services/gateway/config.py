@@ -28,6 +28,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from ..runtime.limits import GATEWAY_MESSAGE_MAX
+
 SECRET_ENV = "INFUSION_MONITOR_PATIENT_KEY_SECRET"
 MIN_SECRET_LENGTH = 16
 
@@ -156,7 +158,9 @@ class GatewayConfig(BaseModel):
     message_identity_days: float = Field(default=30.0, gt=0)
     #: wall-clock tick of the pump grace timer (seconds)
     tick_seconds: float = Field(default=30.0, gt=0)
-    max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    # one HL7 message or FHIR body at most (kept whole in the gateway's dead letters, which must
+    # stay below the server's payload limit: runtime/limits.py)
+    max_message_bytes: int = Field(default=GATEWAY_MESSAGE_MAX, ge=1024, le=GATEWAY_MESSAGE_MAX)
     idle_timeout_s: float = Field(default=3600.0, gt=0)
     #: fault drills only: exit the process after storing this control id's events, before the ACK
     fault_exit_before_ack: str | None = None

@@ -21,7 +21,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -36,7 +36,7 @@ from ..runtime.shells import deliver_prefix, inbox_prefix, pull_batches
 from ..runtime.streams import ensure_consumer, ensure_streams, policy_from_env, worker_consumer
 from .partition import Partition
 from .runner import CHECKPOINT_MESSAGES, SERVICE, MonitorRunner
-from .store import StateStore
+from .store import StateStore, StoredState
 
 BATCH = 256
 DURABLE = "monitor"
@@ -85,15 +85,21 @@ async def run_worker(settings: Settings, nats_url: str, names: Names = Names(),
         store = await StateStore.open(js, names.state_bucket(SERVICE + partition.suffix), policy.replicas)
         stored = await store.load()
         clock_at = stored.meta.get("clock")
-        engine = Engine(
-            settings.monitor, all_cores(), stored.records,
-            clock=datetime.fromisoformat(clock_at) if clock_at else None,
-            timer_seq=int(stored.meta.get("timer_seq", 0)),
-            owns=None if partition.single else partition.owns,
-        )
-        engine.tick_seen = dict(stored.meta.get("tick_seen", {}))
-        runner = MonitorRunner(engine, js, names, store, log, stored.meta, durable,
-                               owns=None if partition.single else partition.owns)
+
+        def engine_from(stored: StoredState) -> Engine:
+            at = stored.meta.get("clock")
+            engine = Engine(settings.monitor, all_cores(), stored.records,
+                            clock=datetime.fromisoformat(at) if at else None,
+                            timer_seq=int(stored.meta.get("timer_seq", 0)),
+                            owns=None if partition.single else partition.owns)
+            engine.tick_seen = dict(stored.meta.get("tick_seen", {}))
+            return engine
+
+        tolerance = timedelta(seconds=settings.future_tolerance_s)
+        runner = MonitorRunner(engine_from(stored), js, names, store, log, stored.meta, durable,
+                               owns=None if partition.single else partition.owns, reload=engine_from,
+                               retries=settings.message_retries,
+                               ceiling=(lambda: datetime.now(UTC) + tolerance) if clock == "wall" else None)
         runner.on_failure = lambda exc: _fail(failed, exc, log, "checkpoint")
         caught_up = await runner.catch_up()
         log.info("monitor starting", patients=len(stored.records), clock=clock_at, clock_mode=clock,
