@@ -49,6 +49,7 @@ UNMATCHED_CRITICAL = "critical reading matched no infusion session"
 # timer kinds: per session (key: session id) and per pending critical reading (key: its serial)
 BASELINE, NO_END, GAP, CLOSE, UNMATCHED = "baseline", "no_end", "gap", "close", "unmatched"
 SESSION_TIMERS = frozenset({BASELINE, NO_END, GAP, CLOSE})
+STARTS_KEPT = 512  # infusion starts remembered per patient (decades of treatment)
 
 
 class SessionMonitor:
@@ -114,13 +115,19 @@ class SessionMonitor:
         if ev.session_id in st.sessions:
             ctx.reject("a second infusion.started for a known session", "session_id")
             return
+        if sum(1 for s in st.sessions.values() if not s.closed) >= cfg.open_sessions_limit:
+            ctx.reject(f"more than {cfg.open_sessions_limit} open sessions for one patient: rejected until "
+                       "one closes", "session_id")
+            return
         t0 = ev.occurred_at
         earlier = [s for s in st.starts if s < t0]
         previous = earlier[-1] if earlier else None
-        number = ev.infusion_number or len(earlier) + 1
+        number = ev.infusion_number or st.starts_forgotten + len(earlier) + 1
         gap_days = preinfusion.reexposure_gap_days(previous, t0, cfg)
         reexposure = gap_days is not None and gap_days > cfg.reexposure_gap_days
         insort(st.starts, t0)
+        if len(st.starts) > STARTS_KEPT:  # (only the latest count; the older ones are counted)
+            st.starts, st.starts_forgotten = st.starts[-STARTS_KEPT:], st.starts_forgotten + len(st.starts) - STARTS_KEPT
         session = Session(
             session_id=ev.session_id,
             started_at=t0,
@@ -205,7 +212,7 @@ class SessionMonitor:
                 ctx.set_timer(ctx.now + timedelta(hours=cfg.pending_reading_hours), UNMATCHED, str(serial))
         else:  # (a symptoms-only charting is no baseline candidate: not logged)
             serial = st.log.append(ev.occurred_at, ctx.now, values, cfg.pending_reading_hours) if values else None
-        for old, pending in st.log.trim(cfg.reading_log_limit):
+        for old, pending in st.log.trim(cfg.reading_log_limit, cfg.pending_bytes_limit):
             self._evicted(old, pending, ctx)
         if session is not None:
             self._judge(st, session, ev.occurred_at, values, ev.event_id, ev.symptoms, serial, ctx)
@@ -242,12 +249,12 @@ class SessionMonitor:
         self._report(*found, f"{UNMATCHED_CRITICAL} within {ctx.config.pending_reading_hours} h", ctx)
 
     def _evicted(self, reading: Reading, pending: Pending, ctx: Context) -> None:
-        """A pending reading pushed out of the log by its size limit before 24 h (a flood of
-        readings for one patient): reported with the event when it meets any of R7-R13 alone."""
+        """A pending reading pushed out by the log's limits before 24 h (a flood of readings for
+        one patient): reported with the event when it meets any of R7-R13 alone."""
         ctx.cancel_timer(UNMATCHED, str(reading.serial))
         if grade(reading.values, pending.symptoms, None, ctx.config):
             self._report(reading, pending, f"pending reading dropped: more than {ctx.config.reading_log_limit} "
-                         "readings of this patient within 24 h", ctx)
+                         "readings (or pending text) of this patient within 24 h", ctx)
 
     def _report(self, reading: Reading, pending: Pending, reason: str, ctx: Context) -> None:
         event = {"type": "vitals.recorded", "event_id": pending.event_id,
@@ -441,9 +448,13 @@ class SessionMonitor:
             session.worst_rank, session.worst_kind = severity.rank, kind.value
 
     def _forget_old_sessions(self, st: PatientSessions, ctx: Context) -> None:
+        """Closed sessions go 48 h after their start, or earlier (oldest first) beyond the limit."""
         horizon = ctx.now - timedelta(hours=ctx.config.closed_session_memory_hours)
-        for sid in [s.session_id for s in st.sessions.values() if s.closed and s.started_at < horizon]:
-            del st.sessions[sid]
+        closed = sorted((s for s in st.sessions.values() if s.closed), key=lambda s: s.started_at)
+        over = len(st.sessions) - ctx.config.sessions_limit
+        for number, session in enumerate(closed):
+            if session.started_at < horizon or number < over:
+                del st.sessions[session.session_id]
 
 
 def _reaction_summary(spec: Any, session: Session, values: dict[str, float], symptoms: list[str]) -> str:

@@ -71,7 +71,8 @@ class PatientSessions:
 
     profile: Profile | None = None
     contraindications: Sequence[ContraindicationReason] = ()
-    starts: list[datetime] = field(default_factory=list)  # every infusion.started on record, sorted
+    starts: list[datetime] = field(default_factory=list)  # infusion.started on record, sorted (the latest 512)
+    starts_forgotten: int = 0  # earlier ones no longer listed (for the infusion number)
     had_reaction: bool = False  # any R7-R13 alert on record (observation rule)
     persistent_antibodies: bool = False  # R16 fact from the lab side (P5, enhanced M1)
     persistent_since: datetime | None = None  # the confirming specimen: gaps that start later are enhanced

@@ -44,7 +44,7 @@ from schemas.base import OutboundEvent, format_time
 
 from ..engine.bus import Engine, content_digest
 from ..engine.core import Notice
-from ..runtime.limits import DeadLetter
+from ..runtime.limits import SERVER_MAX_PAYLOAD, DeadLetter
 from ..runtime.names import Names
 from .store import StateStore, StoredState
 
@@ -53,6 +53,7 @@ CHECKPOINT_SECONDS = 2.0
 CHECKPOINT_MESSAGES = 16384
 RETRIES = 2  # a message a core fails on is tried again this many times, then set aside
 QUARANTINE_MEMORY = 256  # set-aside sequences remembered in the stored meta
+RECORD_MAX_BYTES = SERVER_MAX_PAYLOAD - 64 * 1024  # a KV value is a message: past this, storing fails
 
 
 def _subject_patient(subject: str) -> str:
@@ -303,6 +304,14 @@ class MonitorRunner:
             "quarantined": {str(k): v for k, v in sorted(self.quarantined.items())[-QUARANTINE_MEMORY:]},
         }
         records = [(r.patient_id, self.engine.dump(r)) for r in self.engine.take_dirty()]
+        if any(len(data) > RECORD_MAX_BYTES for _, data in records):  # a defect: the bounds should prevent it
+            for patient, data in records:
+                if len(data) > RECORD_MAX_BYTES:
+                    self.counts["oversized"] += 1
+                    self.last_error = "a patient's state grew too large to store"
+                    self.log.critical("patient state too large to store: kept in memory only", patient=patient,
+                                      size=len(data))
+            records = [(p, d) for p, d in records if len(d) <= RECORD_MAX_BYTES]
         acks, self.unacked = self.unacked, []
         self.last_checkpoint = time.monotonic()
         previous = self._writing
