@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from faststream.nats import NatsBroker
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import TypeAdapter, ValidationError
 
@@ -41,10 +40,11 @@ from schemas.outbound import AlertAcknowledged, AlertEscalated, OutboundUnion
 from ..engine.bus import content_digest
 from ..engine.ids import stable_id
 from ..pager.wire import parse_wire, subject_type
-from ..runtime.shells import deliver_prefix, inbox_prefix, pull_batches, start_http, stop_consuming, stop_http
-from ..runtime.logs import get_logger, quiet_stdlib_logger
+from ..runtime.shells import deliver_prefix, pull_batches, service_broker, start_http, stop_consuming, stop_http
+from ..runtime.health import Heartbeats, instance_name
+from ..runtime.logs import get_logger
 from ..runtime.names import Names
-from ..runtime.settings import Settings, nats_servers
+from ..runtime.settings import Settings
 from ..runtime.streams import ensure_streams
 from .app import board_app
 from .auth import Authenticator, load_or_create_secret, load_users
@@ -149,9 +149,17 @@ async def _read_history(sub: Any, last_seq: int) -> list[Any]:
             return out
 
 
-async def _follow(sub: Any, feeder: BoardFeeder, failed: asyncio.Future[BaseException], log: Any) -> None:
+def _status(feeder: BoardFeeder) -> Any:
+    async def status() -> dict[str, Any]:
+        return {"counters": {"applied": feeder.applied, "skipped": feeder.skipped}}
+    return status
+
+
+async def _follow(sub: Any, feeder: BoardFeeder, failed: asyncio.Future[BaseException], log: Any,
+                  connection: Any = None) -> None:
     try:
-        async for msgs in pull_batches(sub, FETCH, failed, log, idle_wait=IDLE_WAIT_S, top_up_wait=TOP_UP_WAIT_S):
+        async for msgs in pull_batches(sub, FETCH, failed, log, idle_wait=IDLE_WAIT_S, top_up_wait=TOP_UP_WAIT_S,
+                                       connection=connection):
             feeder.apply_batch(msgs)
     except Exception as exc:
         log.critical("consumer failed; stopping for a clean restart", error=repr(exc))
@@ -199,7 +207,7 @@ async def run_board(settings: Settings, nats_url: str, board_config: BoardConfig
     served on ``board_config.bind`` (``url`` in the result; ``None`` when the bind is off)."""
     log = get_logger(SERVICE)
     auth = auth or make_authenticator(board_config, log)
-    broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), inbox_prefix=inbox_prefix("board"), graceful_timeout=5.0)
+    broker = service_broker("board", nats_url, graceful_timeout=5.0)
     failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
     hub = BoardHub(settings.monitor, board_config.view, clock=board_config.clock)
     feeder = BoardFeeder(hub, names, log)
@@ -239,10 +247,14 @@ async def run_board(settings: Settings, nats_url: str, board_config: BoardConfig
                             refresh_s=board_config.sse_refresh_s, keepalive_s=board_config.sse_keepalive_s)
             server, server_task, url = await start_http(app, board_config.bind, "board", timeout_graceful_shutdown=3)
             log.info("board listening", url=url)
-        tasks = [asyncio.create_task(_follow(sub, feeder, failed, log)) for sub in subs]
+        tasks = [asyncio.create_task(_follow(sub, feeder, failed, log, broker.connection)) for sub in subs]
+        heartbeats = Heartbeats(broker.connection, names, "board", instance_name(), _status(feeder), log=log)
+        if names.ns == Names().ns:
+            heartbeats.start()
         try:
             yield RunningBoard(hub, url, failed)
         finally:
+            await heartbeats.stop()
             hub.close()
             await stop_consuming(tasks, subs)
             await stop_http(server, server_task)

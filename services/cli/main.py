@@ -81,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     alerts.add_argument("--nats", help="NATS URL (default: $NATS_URL, else a running `up`)")
     alerts.add_argument("--limit", type=int, default=20)
 
+    status = sub.add_parser("status", help="what each running service says about itself: position, lag, counts, "
+                                           "last error (its heartbeats)")
+    status.add_argument("--nats", help="NATS URL (default: $NATS_URL, else a running `up`)")
+    status.add_argument("--seconds", type=float, help="how long to listen (default: one heartbeat interval + 1 s)")
+
     dead = sub.add_parser("deadletter", help="inspect and re-drive dead letters")
     dead_sub = dead.add_subparsers(dest="deadletter_command", required=True)
     for name in ("list", "show", "redrive"):
@@ -149,6 +154,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("infusion-monitor alerts: no NATS URL (--nats, NATS_URL, or a running `up`)", file=sys.stderr)
                 return 2
             return run_alerts(url, args.limit)
+        case "status":
+            from .status import run_status
+            from .up import resolve_nats_url
+
+            url = resolve_nats_url(args, settings)
+            if not url:
+                print("infusion-monitor status: no NATS URL (--nats, NATS_URL, or a running `up`)", file=sys.stderr)
+                return 2
+            return run_status(url, args.seconds)
     return 2
 
 

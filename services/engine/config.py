@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta, tzinfo
+from datetime import tzinfo
 from functools import cached_property
 from zoneinfo import ZoneInfo
 

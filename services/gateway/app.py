@@ -33,13 +33,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 
-from ..runtime.logs import get_logger, quiet_stdlib_logger
+from ..runtime.health import Heartbeats, instance_name
+from ..runtime.logs import get_logger
 from ..runtime.names import Names
-from ..runtime.shells import inbox_prefix
-from ..runtime.settings import Settings, nats_servers
+from ..runtime.shells import service_broker
+from ..runtime.settings import Settings
 from ..runtime.streams import ensure_gateway_streams
 from .config import GatewayConfig
 from .mapping import pump
@@ -263,7 +263,7 @@ async def run_gateway(settings: Settings, nats_url: str, gateway_config: Gateway
     del settings  # the gateway reads its own configuration; kept for the shells' common signature
     log = get_logger(SERVICE)
     config = gateway_config
-    broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), inbox_prefix=inbox_prefix("gateway"), graceful_timeout=10.0)
+    broker = service_broker("gateway", nats_url, graceful_timeout=10.0)
     failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
     async with broker:
         js = broker.config.connection_state.stream
@@ -297,11 +297,19 @@ async def run_gateway(settings: Settings, nats_url: str, gateway_config: Gateway
                         failed.set_result(exc)
 
         ticker = asyncio.create_task(ticking())
+
+        async def status() -> dict[str, Any]:
+            return {"counters": dict(gateway.counts)}
+
+        heartbeats = Heartbeats(broker.connection, names, SERVICE, instance_name(), status, log=log)
+        if names.ns == Names().ns:
+            heartbeats.start()
         log.info("gateway listening", mllp_port=mllp_port, http_port=http_port, state_keys=len(book.base),
                  site_timezone=config.site_timezone)
         try:
             yield RunningGateway(gateway, mllp_port, http_port, failed)
         finally:
+            await heartbeats.stop()
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await ticker

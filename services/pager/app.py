@@ -39,10 +39,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from schemas.outbound import AlertAcknowledged
 
 from ..engine.bus import Engine
-from ..runtime.shells import deliver_prefix, inbox_prefix, pull_batches, start_http, stop_consuming, stop_http
-from ..runtime.logs import get_logger, quiet_stdlib_logger
+from ..runtime.shells import deliver_prefix, pull_batches, service_broker, start_http, stop_consuming, stop_http
+from ..runtime.health import Heartbeats, instance_name
+from ..runtime.logs import get_logger
 from ..runtime.names import Names
-from ..runtime.settings import Settings, nats_servers
+from ..runtime.settings import Settings
 from ..runtime.streams import ensure_consumer, ensure_streams
 from ..worker.store import StateStore
 from .ack import ack_app
@@ -52,6 +53,8 @@ from .delivery import Dispatcher, make_dispatcher
 from .reports import Reports
 from .routes import PagerRoutes
 from .runner import SERVICE, PagerRunner
+from .watch import WatchdogShell
+from .watchdog import WatchdogSettings
 
 BATCH = 64
 DURABLE_ALERTS = "pager"
@@ -97,6 +100,7 @@ class RunningPager:
     dispatcher: Dispatcher
     reports: Reports
     acm_status: dict[str, tuple[str, int]]  # acm destination -> address of its PCD-05 listener
+    watch: WatchdogShell
 
 
 def _fail(failed: asyncio.Future[BaseException], exc: BaseException, log: Any, what: str) -> None:
@@ -143,10 +147,17 @@ async def initial_cursor(js: Any, stream: str, durable: str) -> int:
         await sub.unsubscribe()
 
 
+def _status(runner: PagerRunner, dispatcher: Dispatcher) -> Any:
+    async def status() -> dict[str, Any]:
+        return {"counters": {"processed": runner.processed, "requested": runner.requested, "sent": dispatcher.sent}}
+    return status
+
+
 async def _consume(sub: Any, stream: str, runner: PagerRunner, failed: asyncio.Future[BaseException],
-                   log: Any) -> None:
+                   log: Any, connection: Any = None) -> None:
     try:
-        async for msgs in pull_batches(sub, BATCH, failed, log, idle_wait=IDLE_WAIT_S, top_up_wait=TOP_UP_WAIT_S):
+        async for msgs in pull_batches(sub, BATCH, failed, log, idle_wait=IDLE_WAIT_S, top_up_wait=TOP_UP_WAIT_S,
+                                       connection=connection):
             await runner.process(stream, msgs)
     except Exception as exc:  # crash-only: memory may be ahead of storage
         _fail(failed, exc, log, "consumer")
@@ -162,7 +173,7 @@ async def run_pager(settings: Settings, nats_url: str, routes: PagerRoutes, name
     environment); ``http_client``: for tests (default: a fresh client)."""
     pager = pager or PagerSettings.load()
     log = get_logger(SERVICE)
-    broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), inbox_prefix=inbox_prefix("pager"), graceful_timeout=10.0)
+    broker = service_broker("pager", nats_url, graceful_timeout=10.0)
     failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(broker)
@@ -185,7 +196,8 @@ async def run_pager(settings: Settings, nats_url: str, routes: PagerRoutes, name
         async def observe(event: Any) -> None:
             await runner_box[0].observe(event)
 
-        reports = Reports(js, names, observe, log, failed)
+        connection = broker.connection
+        reports = Reports(js, names, observe, log, failed, connected=lambda: connection.is_connected)
         dispatcher = make_dispatcher(routes, client, settings.monitor, reports, log, env=pager.env or None,
                                      **(worker_options or {}))
         runner = PagerRunner(engine, js, names, store, dispatcher.submit, log, stored.meta)
@@ -199,6 +211,11 @@ async def run_pager(settings: Settings, nats_url: str, routes: PagerRoutes, name
         stack.push_async_callback(dispatcher.stop)
         backlog = runner.pending_pages()
         dispatcher.submit(backlog)  # the outboxes: requests a previous run did not get delivered
+        watch = await WatchdogShell(connection, names, WatchdogSettings.load(pager.env or None), routes, observe,
+                                    dispatcher.submit, client, log, failed=failed).start()
+        stack.push_async_callback(watch.stop)
+        heartbeats = Heartbeats(connection, names, SERVICE, instance_name(), _status(runner, dispatcher), log=log).start()
+        stack.push_async_callback(heartbeats.stop)
         log.info("pager starting", patients=len(stored.records), clock=clock_at, clock_mode=clock,
                  routes=[r.name for r in routes.routes], destinations=sorted(routes.destinations),
                  pending_requests=len(backlog))
@@ -245,9 +262,9 @@ async def run_pager(settings: Settings, nats_url: str, routes: PagerRoutes, name
         for stream, (durable, _) in subjects.items():
             sub = await js.pull_subscribe_bind(durable, stream, inbox_prefix=deliver_prefix("pager"))
             subs.append(sub)
-            tasks.append(asyncio.create_task(_consume(sub, stream, runner, failed, log)))
+            tasks.append(asyncio.create_task(_consume(sub, stream, runner, failed, log, connection)))
         try:
-            yield RunningPager(broker, runner, failed, ack_url, dispatcher, reports, acm_status)
+            yield RunningPager(broker, runner, failed, ack_url, dispatcher, reports, acm_status, watch)
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)

@@ -50,6 +50,9 @@ class EmbeddedNats:
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def start(self, timeout: float = 15.0) -> EmbeddedNats:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         args = [server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port),

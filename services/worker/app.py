@@ -29,10 +29,11 @@ from faststream.nats import NatsBroker
 
 from ..engine.bus import Engine
 from ..engine.cores import all_cores
-from ..runtime.logs import get_logger, quiet_stdlib_logger
+from ..runtime.health import Heartbeats, instance_name
+from ..runtime.logs import get_logger
 from ..runtime.names import Names
-from ..runtime.settings import Settings, nats_servers
-from ..runtime.shells import deliver_prefix, inbox_prefix, pull_batches
+from ..runtime.settings import Settings
+from ..runtime.shells import deliver_prefix, pull_batches, service_broker
 from ..runtime.streams import ensure_consumer, ensure_streams, policy_from_env, worker_consumer
 from .partition import Partition
 from .runner import CHECKPOINT_MESSAGES, SERVICE, MonitorRunner
@@ -58,13 +59,24 @@ def _fail(failed: asyncio.Future[BaseException], exc: BaseException, log: Any, w
         failed.set_result(exc)
 
 
-async def _consume(sub: Any, runner: MonitorRunner, failed: asyncio.Future[BaseException], log: Any) -> None:
+async def _consume(sub: Any, runner: MonitorRunner, failed: asyncio.Future[BaseException], log: Any,
+                   connection: Any = None) -> None:
     try:
         async for msgs in pull_batches(sub, BATCH, failed, log, on_idle=runner.checkpoint, idle_wait=IDLE_WAIT_S,
-                                       top_up_wait=TOP_UP_WAIT_S):
+                                       top_up_wait=TOP_UP_WAIT_S, connection=connection):
             await runner.process(msgs)
     except Exception as exc:  # crash-only: memory may be ahead of storage
         _fail(failed, exc, log, "consumer")
+
+
+def runner_status(runner: MonitorRunner, js: Any, names: Names) -> Any:
+    """What the monitor's heartbeat says: where it stands in the inbound stream, how far behind,
+    the last defect it met, and its counts (rejected, duplicate, future, unmatched, quarantined, ...)."""
+    async def status() -> dict[str, Any]:
+        last = (await js.stream_info(names.stream_in)).state.last_seq
+        return {"position": runner.stream_seq, "lag": max(0, last - runner.stream_seq),
+                "last_error": runner.last_error, "counters": dict(runner.counts)}
+    return status
 
 
 @asynccontextmanager
@@ -73,7 +85,7 @@ async def run_worker(settings: Settings, nats_url: str, names: Names = Names(),
                      partition: Partition = Partition()) -> AsyncIterator[RunningWorker]:
     log = get_logger(SERVICE).bind(partition=f"{partition.index}/{partition.count}")
     durable = DURABLE + partition.suffix
-    broker = NatsBroker(nats_servers(nats_url), logger=quiet_stdlib_logger("faststream"), inbox_prefix=inbox_prefix("monitor"), graceful_timeout=10.0)
+    broker = service_broker("monitor", nats_url, graceful_timeout=10.0)
     failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
     await broker.connect()  # no FastStream subscribers here: we close the connection ourselves
     try:
@@ -118,10 +130,15 @@ async def run_worker(settings: Settings, nats_url: str, names: Names = Names(),
                               coalesce=True, next_run_time=datetime.now(UTC))
             scheduler.start()
         sub = await js.pull_subscribe_bind(durable, names.stream_in, inbox_prefix=deliver_prefix("monitor"))
-        consuming = asyncio.create_task(_consume(sub, runner, failed, log))
+        consuming = asyncio.create_task(_consume(sub, runner, failed, log, broker.connection))
+        instance = str(partition.index) if not partition.single else instance_name()
+        heartbeats = Heartbeats(broker.connection, names, SERVICE, instance, runner_status(runner, js, names), log=log)
+        if names.ns == Names().ns:  # (an online replay in its own namespace is nobody's to watch)
+            heartbeats.start()
         try:
             yield RunningWorker(broker, runner, failed)
         finally:
+            await heartbeats.stop()
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
             consuming.cancel()

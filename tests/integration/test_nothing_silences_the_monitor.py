@@ -65,8 +65,9 @@ async def _critical(js: Any, names: Names, patient: str) -> list[dict[str, Any]]
 
 
 async def _drained(js: Any, names: Names, worker: Any) -> bool:
+    """Every stored inbound message taken in and no batch being handled."""
     last = (await js.stream_info(names.stream_in)).state.last_seq
-    return worker.runner.stream_seq >= last
+    return worker.runner.stream_seq >= last and not worker.runner.lock.locked()
 
 
 @dataclass
@@ -113,6 +114,25 @@ async def test_a_message_a_core_fails_on_is_retried_then_set_aside_and_alerting_
         await nc.close()
 
 
+async def test_a_patient_state_too_large_to_store_is_kept_in_memory_and_reported_not_a_stop(nats_server, monkeypatch):
+    from services.worker import runner as worker_runner
+
+    monkeypatch.setattr(worker_runner, "RECORD_MAX_BYTES", 600)  # (the bounds keep real records far below)
+    names = Names()
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    try:
+        async with run_worker(Settings(), nats_server.url, names) as worker:
+            for event in _session("pk-big"):
+                await _publish(js, names, event)
+            await wait_for(lambda: _critical(js, names, "pk-big"), timeout=20)
+            await worker.runner.checkpoint(wait=True)
+            assert worker.runner.counts["oversized"] >= 1 and not worker.failed.done()
+            assert worker.runner.last_error == "a patient's state grew too large to store"
+    finally:
+        await nc.close()
+
+
 async def test_an_inbound_body_over_the_cap_is_refused_at_publish_and_one_below_is_dead_lettered_whole(nats_server):
     names = Names()
     nc = await nats.connect(nats_server.url)
@@ -155,7 +175,11 @@ async def test_a_conflicting_duplicate_beyond_the_old_memory_is_dead_lettered_wi
         await nc.close()
 
 
-async def test_future_events_never_move_the_clock_past_the_wall_clock_and_a_future_tick_is_ignored(nats_server):
+async def test_future_events_never_move_the_clock_past_the_wall_clock_and_a_future_tick_is_ignored(nats_server,
+                                                                                                   monkeypatch):
+    from services.cli.status import collect, render
+
+    monkeypatch.setenv("INFUSION_MONITOR_HEARTBEAT_S", "0.5")
     names = Names()
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
@@ -173,6 +197,9 @@ async def test_future_events_never_move_the_clock_past_the_wall_clock_and_a_futu
             assert clock <= datetime.now(UTC) + timedelta(minutes=5)
             assert worker.runner.counts["future"] == 2
             assert not [a for a in await _alerts(js, names) if a["rule"] in ("M1", "M2")]  # no timer jumped
+            heard = await collect(nats_server.url, 1.5)  # what `infusion-monitor status` shows an operator
+            assert heard["monitor/0"].counters["future"] == 2 and heard["monitor/0"].lag == 0
+            assert "monitor/0" in render(heard, datetime.now(UTC))
     finally:
         await nc.close()
 
@@ -212,10 +239,13 @@ async def _drill(url: str, names: Names, hostile: list[dict[str, Any]]) -> None:
                 except BadRequestError:  # over the size cap: refused to the producer
                     DRILL["refused"] += 1
             await wait_for(lambda: _critical(js, names, "pk-drill"), timeout=30)
-            await wait_for(lambda: _drained(js, names, worker), timeout=30)
             runner = worker.runner
+
+            async def handled() -> bool:  # every accepted message handled (judged or dead-lettered)
+                return runner.processed >= accepted
+
+            await wait_for(handled, timeout=30)
             assert not worker.failed.done() and runner.counts["quarantined"] == 0 and runner.last_error is None
-            assert runner.processed >= accepted  # every accepted message handled (judged or dead-lettered)
             assert runner.engine.clock <= datetime.now(UTC) + timedelta(minutes=5)  # no clock jump
             letters = await _stream(js, names.stream_dlq)
             rejected = {m.headers["Im-Source-Seq"] for m in letters if m.headers["Im-Kind"] == "rejected"}
