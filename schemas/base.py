@@ -49,6 +49,8 @@ EARLIEST_DATE, END_OF_DATES = date(1900, 1, 1), date(2100, 1, 1)
 
 
 def _time_in_range(value: datetime) -> datetime:
+    if 1970 < value.year < 2099:  # the common case, decided without comparing offsets
+        return value
     if not EARLIEST <= value < END_OF_TIME:
         raise ValueError("out of range: before 1970-01-01 or from 2100-01-01 on")
     return value

@@ -212,7 +212,7 @@ class SessionMonitor:
                 ctx.set_timer(ctx.now + timedelta(hours=cfg.pending_reading_hours), UNMATCHED, str(serial))
         else:  # (a symptoms-only charting is no baseline candidate: not logged)
             serial = st.log.append(ev.occurred_at, ctx.now, values, cfg.pending_reading_hours) if values else None
-        for old, pending in st.log.trim(cfg.reading_log_limit, cfg.pending_bytes_limit):
+        for old, pending in st.log.trim(cfg.reading_log_limit, cfg.pending_bytes_limit if session is None else None):
             self._evicted(old, pending, ctx)
         if session is not None:
             self._judge(st, session, ev.occurred_at, values, ev.event_id, ev.symptoms, serial, ctx)

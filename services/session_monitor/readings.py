@@ -117,9 +117,10 @@ class ReadingLog:
             self.pending = (*self.pending, Pending(serial, event_id, symptoms, session_id))
         return serial
 
-    def trim(self, limit: int, pending_bytes: int) -> list[tuple[Reading, Pending]]:
-        """Forget the oldest readings beyond ``limit`` and the oldest pending parts beyond
-        ``pending_bytes`` (their text: ids, symptoms, sessions); the pending readings that went."""
+    def trim(self, limit: int, pending_bytes: int | None = None) -> list[tuple[Reading, Pending]]:
+        """Forget the oldest readings beyond ``limit`` and, when given (after a pending reading
+        was logged), the oldest pending parts beyond ``pending_bytes`` (their text: ids, symptoms,
+        sessions); the pending readings that went."""
         evicted = []
         excess = len(self.blob) // _RECORD.size - limit
         if excess > 0:
@@ -129,7 +130,7 @@ class ReadingLog:
             self.first = last
             if evicted:
                 self.pending = self.pending[len(evicted):]
-        if self.pending and sum(map(_size, self.pending)) > pending_bytes:
+        if pending_bytes is not None and self.pending and sum(map(_size, self.pending)) > pending_bytes:
             size, keep = 0, len(self.pending)
             while keep and size + _size(self.pending[keep - 1]) <= pending_bytes:
                 keep -= 1

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any
 
 import nats
 import pytest
@@ -23,6 +22,7 @@ from services.runtime.names import Names
 from services.runtime.settings import Settings
 from services.worker import app as worker_app
 from services.worker.app import run_worker
+from tests.defects import Defect
 from tests.hostile import encode, hostile_event
 from tests.integration.live import now_minus, wait_for
 
@@ -68,27 +68,6 @@ async def _drained(js: Any, names: Names, worker: Any) -> bool:
     """Every stored inbound message taken in and no batch being handled."""
     last = (await js.stream_info(names.stream_in)).state.last_seq
     return worker.runner.stream_seq >= last and not worker.runner.lock.locked()
-
-
-@dataclass
-class _Nothing:
-    seen: list[str] = field(default_factory=list)
-
-
-class Defect:
-    """A core with a bug: it fails on one event id."""
-
-    name: ClassVar[str] = "defect"
-    state_model: ClassVar[type] = _Nothing
-    handles: ClassVar[frozenset[str]] = frozenset({"vitals.recorded"})
-
-    def handle(self, st: _Nothing, event: Any, ctx: Any) -> None:
-        if event.event_id == "boom":
-            st.seen.append("half-done")
-            raise ZeroDivisionError("a defect")
-
-    def fire(self, st: _Nothing, kind: str, key: str, due: datetime, ctx: Any) -> None:
-        pass
 
 
 async def test_a_message_a_core_fails_on_is_retried_then_set_aside_and_alerting_goes_on(nats_server, monkeypatch, capsys):

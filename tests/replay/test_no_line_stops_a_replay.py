@@ -8,9 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, ClassVar
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,33 +17,11 @@ from services.engine.config import MonitorConfig
 from services.engine.cores import all_cores
 from services.replay.offline import replay_lines
 from tests.builders import alerts, normal, replay, start, vitals
+from tests.defects import Defect
 from tests.hostile import encode, hostile_event
 from tests.integration.live import ROOT
 
 SESSION = [normal(-5), start(0), vitals(10, systolic_mmhg=80)]  # R7 at 10:10
-
-
-@dataclass
-class _Nothing:
-    seen: list[str] = field(default_factory=list)
-
-
-class Defect:
-    """A core with a bug: it fails on one event id, or on a timer it set."""
-
-    name: ClassVar[str] = "defect"
-    state_model: ClassVar[type] = _Nothing
-    handles: ClassVar[frozenset[str]] = frozenset({"vitals.recorded"})
-
-    def handle(self, st: _Nothing, event: Any, ctx: Any) -> None:
-        if event.event_id == "boom":
-            st.seen.append("half-done")  # state touched before failing
-            raise ZeroDivisionError("a defect")
-        if event.event_id == "timer-boom":
-            ctx.set_timer(event.occurred_at + timedelta(minutes=1), "bad")
-
-    def fire(self, st: _Nothing, kind: str, key: str, due: datetime, ctx: Any) -> None:
-        raise KeyError(kind)
 
 
 def _engine() -> Engine:
