@@ -70,6 +70,9 @@ def main(argv: list[str]) -> int:
     else:
         command = [str(BIN / "infusion-monitor"), *(argv or ["--help"])]
     os.chdir(ROOT)
+    sys.stdout.flush()
+    if os.name == "posix":  # become the command: Ctrl-C and SIGTERM reach it alone, nothing in between
+        os.execv(command[0], command)
     return subprocess.run(command).returncode
 
 

@@ -50,10 +50,16 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", type=Path, help="where the embedded server keeps its store")
 
     demo = sub.add_parser("demo", help="replay the bundled clinic day through NATS and show the alerts")
-    demo.add_argument("--speedup", type=float, default=3000.0,
-                      help="event time runs this many times faster than real time (0: no pauses)")
-    demo.add_argument("--log", type=Path, help="another log to play instead of the bundled clinic day")
-    demo.add_argument("--no-board", action="store_true", help="do not start the live board")
+    demo.add_argument("--speedup", type=float, default=3000.0, metavar="N",
+                      help="event time runs N times faster than real time: an hour of the clinic day takes "
+                           "3600/N s, and a quiet stretch of more than 6 h between two events (the months "
+                           "before the day) takes no time; 0: no pauses at all, the events as fast as the "
+                           "monitor takes them (default: 3000, about 17 s for the clinic day)")
+    demo.add_argument("--log", type=Path, help="another log to play instead of the bundled clinic day "
+                                                "(default: examples/clinic-day.jsonl)")
+    demo.add_argument("--no-board", action="store_true",
+                      help="no live board: the demo ends after the summary (default: the board runs, and "
+                           "stays up after the replay until Ctrl-C)")
 
     service = sub.add_parser("service", help="run one service in the foreground (used by `up`)")
     service.add_argument("name", choices=["monitor", "pager", "gateway", "board"])

@@ -26,7 +26,7 @@ def _cli(*args: str, env: dict | None = None, timeout: float = 120) -> subproces
 
 
 def test_demo_prints_alerts_and_summary():
-    proc = _cli("demo", "--speedup", "0")
+    proc = _cli("demo", "--speedup", "0", "--no-board")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "CRITICAL R7" in out and "HIGH     R12" in out and "HIGH     P1" in out and "MEDIUM   M1" in out
