@@ -5,7 +5,7 @@ stays up after the replay until Ctrl-C or SIGTERM.
 Stopping: the first SIGINT/SIGTERM stops the demo at once and cleanly (the replay is cancelled,
 the board, the monitor and the embedded server are stopped, its temporary store removed); a
 second one exits immediately. The embedded server dies with the demo whatever kills it
-(``runtime.children``). Exit code 0 when the demo is stopped after its replay (the way it ends),
+(``runtime.children``; signals: ``runtime.stopping``). Exit code 0 when the demo is stopped after its replay (the way it ends),
 128 + the signal number when it is stopped during the replay."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 from argparse import Namespace
 from collections import Counter
@@ -25,6 +24,7 @@ from ..replay.offline import ReplayResult
 from ..replay.online import replay_online_async
 from ..replay.pacing import expected_seconds, pacer
 from ..runtime.logs import configure
+from ..runtime.stopping import StopSignals, until_stopped
 from ..runtime.settings import Settings
 
 CLINIC_DAY = Path(__file__).resolve().parents[2] / "examples" / "clinic-day.jsonl"
@@ -53,44 +53,6 @@ def summary(result: ReplayResult) -> str:
     if result.reports:
         lines.append(f"Input problems reported: {len(result.reports)}")
     return "\n".join(lines)
-
-
-class StopSignals:
-    """SIGINT and SIGTERM on the running loop: the first one sets ``stopped`` (and remembers
-    which); a second one, while the demo is already stopping, exits at once."""
-
-    def __init__(self) -> None:
-        self.stopped = asyncio.Event()
-        self.signal: int | None = None
-        self._loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._loop.add_signal_handler(sig, self._received, sig)
-
-    def _received(self, sig: int) -> None:
-        if self.stopped.is_set():
-            os._exit(128 + sig)  # asked twice: the embedded server follows (die_with_parent)
-        self.signal = sig
-        self.stopped.set()
-        print("\nStopping ...", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._loop.remove_signal_handler(sig)
-
-
-async def _until_stopped(task: asyncio.Task, stop: StopSignals):
-    """The task's result, or ``None`` when a signal came first (the task is then cancelled)."""
-    stopper = asyncio.ensure_future(stop.stopped.wait())
-    try:
-        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopper.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    return None
 
 
 def _open_browser(url: str) -> None:
@@ -133,12 +95,11 @@ async def _demo(lines: list[bytes], settings: Settings, pace, show, board: bool)
                     url = await stack.enter_async_context(start_board(server.url, settings, config, names, auth=auth))
                     print(f"The live board: {url}  ({sign_in})\n", flush=True)
                     _open_browser(url)
-                replay = asyncio.create_task(replay_online_async(
-                    lines, settings, None, server.url, pace=pace, on_output=show, names=names))
-                result = await _until_stopped(replay, stop)
+                result = await until_stopped(replay_online_async(
+                    lines, settings, None, server.url, pace=pace, on_output=show, names=names), stop)
                 if result is None:
                     print("The demo was stopped during the replay.", flush=True)
-                    return 128 + (stop.signal or signal.SIGINT)
+                    return stop.exit_code
                 for event in result.sorted_outputs():  # anything the live view missed (core NATS is at-most-once)
                     show(event)
                 print(summary(result))

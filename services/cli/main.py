@@ -111,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..runtime.settings import Settings
 
     settings = Settings.load(profile=getattr(args, "profile", None))
+    from ..runtime.logs import configure
+
+    configure(settings.log_format)  # logs go to standard error from the start (stdout is the command's output)
     match args.command:
         case "replay":
             from .replay_cmd import run_replay
