@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "hl7":
             from ..gateway.sender import run_hl7_send
 
-            return run_hl7_send(args.files, args.host, args.port)
+            return run_hl7_send(args.files, args.host, args.port, now=args.now, site_tz=args.site_tz)
         case "alerts":
             from ..pager.audit import run_alerts
             from .up import resolve_nats_url
