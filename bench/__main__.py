@@ -23,6 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from services.cli.helptext import Parser
 from services.runtime.children import die_with_parent
 from services.runtime.logs import configure
 
@@ -56,9 +57,8 @@ def _stop_on_signals() -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description="Run the benchmarks and print a table "
-                                     "of figures (docs/performance.md).",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = Parser(prog="python -m bench", description="Run the benchmarks and print a table of figures "
+                    "(docs/performance.md).")
     parser.add_argument("--runs", type=int, default=3, help="runs of each benchmark (figures are medians)")
     parser.add_argument("--events", type=int, default=1_000_000, help="events of the largest offline replay log")
     parser.add_argument("--live-events", type=int, default=200_000, help="readings consumed by the live benchmark")

@@ -1,4 +1,4 @@
-"""``infusion-monitor``: up, demo, replay, schemas export, deadletter tools."""
+"""infusion-monitor: up, demo, replay, schemas export, deadletter tools."""
 
 from __future__ import annotations
 
@@ -24,17 +24,23 @@ def _timestamp(text: str) -> datetime:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="infusion-monitor", description=__doc__)
+    from .helptext import Parser
+
+    parser = Parser(prog="infusion-monitor", description="The natalizumab infusion safety monitor: run the "
+                    "services, replay logs, inspect alerts and dead letters. Each command has its own --help.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     replay = sub.add_parser("replay", help="replay a recorded JSONL log and print the outputs")
-    replay.add_argument("log", type=Path)
-    replay.add_argument("--until", type=_timestamp, help="stop the clock here; later events are ignored")
+    replay.add_argument("log", type=Path, help="the log: one JSON event per line, in arrival order")
+    replay.add_argument("--until", type=_timestamp, metavar="TIMESTAMP",
+                        help="stop the clock here; later events are ignored (default: the latest event time + 24 h)")
     replay.add_argument("--out", type=Path, help="write outputs here (default: standard output)")
-    replay.add_argument("--profile", choices=[p.value for p in PolicyProfile])
+    replay.add_argument("--profile", choices=[p.value for p in PolicyProfile],
+                        help="the policy profile (default: $INFUSION_MONITOR_PROFILE, else us)")
     replay.add_argument("--online", action="store_true", help="send the log through NATS and the live services")
     replay.add_argument("--pager", type=Path, metavar="ROUTES.toml",
-                        help="also run the paging bridge's core (re-pages, escalations, failsafe) on event time")
+                        help="also run the paging bridge's core (re-pages, escalations, failsafe) on event time "
+                             "with this routing file (default: no paging)")
     from ..board.config import add_board_at_argument
 
     add_board_at_argument(replay, _timestamp)
@@ -43,11 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     schemas = sub.add_parser("schemas", help="the contract's JSON Schema and AsyncAPI documents")
     schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True)
     export = schemas_sub.add_parser("export", help="write JSON Schema for every event into DIR")
-    export.add_argument("dir", type=Path)
+    export.add_argument("dir", type=Path, help="the folder to write into (created if missing)")
 
     up = sub.add_parser("up", help="run all services (embedded NATS unless NATS_URL/--nats)")
     up.add_argument("--nats", help="NATS URL (default: $NATS_URL, else an embedded server)")
-    up.add_argument("--data-dir", type=Path, help="where the embedded server keeps its store")
+    up.add_argument("--data-dir", type=Path, help="where the embedded server keeps its store "
+                                                  "(default: $INFUSION_MONITOR_DATA_DIR, else ./var)")
 
     demo = sub.add_parser("demo", help="replay the bundled clinic day through NATS and show the alerts")
     demo.add_argument("--speedup", type=float, default=3000.0, metavar="N",
@@ -61,16 +68,19 @@ def _parser() -> argparse.ArgumentParser:
                       help="no live board: the demo ends after the summary (default: the board runs, and "
                            "stays up after the replay until Ctrl-C)")
 
-    service = sub.add_parser("service", help="run one service in the foreground (used by `up`)")
-    service.add_argument("name", choices=["monitor", "pager", "gateway", "board"])
+    service = sub.add_parser("service", help="run one service in the foreground (what up runs)")
+    service.add_argument("name", choices=["monitor", "pager", "gateway", "board"], help="the service")
     service.add_argument("--nats", help="NATS URL (default: $NATS_URL)")
     service.add_argument("--routes", help="pager: the routing file (default: $INFUSION_MONITOR_PAGER_ROUTES)")
     service.add_argument("--partition", help="monitor: this instance's share, i/N (default: $INFUSION_MONITOR_PARTITION)")
     service.add_argument("--clock", choices=["wall", "event"], default=None,
-                         help="monitor, board: wall clock (live) or event time only (replays, fault drills)")
+                         help="monitor, board: wall clock (live) or event time only (replays, fault drills) "
+                              "(default: $INFUSION_MONITOR_CLOCK, else wall)")
     service.add_argument("--bind", help="board: host:port to serve on (default 127.0.0.1:8090; 'off': none)")
-    service.add_argument("--users", help="board: users file (TOML with scrypt hashes)")
-    service.add_argument("--lookback-hours", type=float, help="board: history read from the streams at start")
+    service.add_argument("--users", help="board: users file (TOML with scrypt hashes) "
+                                         "(default: $INFUSION_MONITOR_BOARD_USERS)")
+    service.add_argument("--lookback-hours", type=float,
+                         help="board: history read from the streams at start (default: 24)")
 
     from ..gateway.cli import add_gateway_arguments, add_hl7_lint_arguments, add_hl7_send_arguments
 
@@ -84,8 +94,8 @@ def _parser() -> argparse.ArgumentParser:
 
     alerts = sub.add_parser("alerts", help="recent alerts, their state (raised, delivered, acknowledged, ...) "
                                             "and each paging destination's delivery state")
-    alerts.add_argument("--nats", help="NATS URL (default: $NATS_URL, else a running `up`)")
-    alerts.add_argument("--limit", type=int, default=20)
+    alerts.add_argument("--nats", help="NATS URL (default: $NATS_URL, else the one a running up wrote down)")
+    alerts.add_argument("--limit", type=int, default=20, help="how many of the latest alerts to show")
 
     status = sub.add_parser("status", help="what each running service says about itself: position, lag, counts, "
                                            "last error (its heartbeats)")
@@ -94,15 +104,17 @@ def _parser() -> argparse.ArgumentParser:
 
     dead = sub.add_parser("deadletter", help="inspect and re-drive dead letters")
     dead_sub = dead.add_subparsers(dest="deadletter_command", required=True)
-    for name in ("list", "show", "redrive"):
-        cmd = dead_sub.add_parser(name)
+    for name, what in (("list", "list the dead letters"), ("show", "show one dead letter, headers and bytes"),
+                       ("redrive", "send one dead letter (or a corrected version) through again")):
+        cmd = dead_sub.add_parser(name, help=what)
         cmd.add_argument("--nats", help="NATS URL (default: $NATS_URL)")
         cmd.add_argument("--stream", choices=["monitor", "gateway"], default="monitor",
                          help="the monitor's dead letters (default) or the gateway's raw HL7/FHIR ones")
         if name != "list":
             cmd.add_argument("seq", type=int, help="the dead letter's stream sequence")
         if name == "redrive":
-            cmd.add_argument("--file", help="send this corrected event instead of the original bytes")
+            cmd.add_argument("--file", help="send this corrected event instead of the original bytes "
+                                            "(default: the original bytes)")
     return parser
 
 

@@ -42,7 +42,8 @@ def add_hl7_lint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", type=Path, help="HL7 files (one or more messages each) or FHIR .json")
     parser.add_argument("--config", type=Path,
                         help="the gateway's TOML configuration (default: $INFUSION_MONITOR_CONFIG)")
-    parser.add_argument("--site-tz", help="time zone of HL7 times without an offset (overrides the configuration)")
+    parser.add_argument("--site-tz", help="time zone of HL7 times without an offset, overriding the configuration "
+                                          "(default: the configuration's, else $INFUSION_MONITOR_SITE_TZ, else UTC)")
 
 
 LINT_SECRET = "hl7-lint-placeholder-secret"  # when no site secret is configured: keys are not the site's
