@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="what each running service says about itself: position, lag, counts, "
                                            "last error (its heartbeats)")
-    status.add_argument("--nats", help="NATS URL (default: $NATS_URL, else a running `up`)")
+    status.add_argument("--nats", help="NATS URL (default: $NATS_URL, else the one a running up wrote down)")
     status.add_argument("--seconds", type=float, help="how long to listen (default: one heartbeat interval + 1 s)")
 
     dead = sub.add_parser("deadletter", help="inspect and re-drive dead letters")
