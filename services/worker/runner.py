@@ -326,6 +326,9 @@ class MonitorRunner:
         try:
             await self.store.save(records, meta)
             await asyncio.gather(*(m.ack() for m in acks))
+        except asyncio.CancelledError:
+            self.broken = True  # stopped (a user's Ctrl-C): not a failure to report
+            raise
         except BaseException as exc:
             self.broken = True
             if self.on_failure is not None:
