@@ -22,7 +22,7 @@ from schemas.inbound import is_monitored_drug
 from ..engine.bus import Engine
 from ..engine.config import MonitorConfig
 from ..engine.core import Context
-from ..engine.cores import all_cores
+from ..cores import all_cores
 from .labels import format_values
 from .state import BoardAlert, BoardPatient, BoardSession, Delivery, Entry, Vitals
 

@@ -16,7 +16,7 @@ from schemas.base import OutboundEvent
 from ..engine.bus import Engine, content_digest
 from ..engine.config import MonitorConfig
 from ..engine.core import Notice
-from ..engine.cores import all_cores
+from ..cores import all_cores
 
 HORIZON = timedelta(hours=24)
 

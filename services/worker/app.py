@@ -28,7 +28,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from faststream.nats import NatsBroker
 
 from ..engine.bus import Engine
-from ..engine.cores import all_cores
+from ..cores import all_cores
 from ..runtime.health import Heartbeats, instance_name
 from ..runtime.logs import get_logger
 from ..runtime.names import Names

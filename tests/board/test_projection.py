@@ -319,7 +319,7 @@ def test_board_at_is_deterministic_and_names_no_one():
 
 
 def test_board_core_is_not_among_the_monitor_cores():
-    from services.engine.cores import all_cores
+    from services.cores import all_cores
 
     assert "board" not in {c.name for c in all_cores()}
 

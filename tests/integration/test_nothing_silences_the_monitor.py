@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nats.js.errors import BadRequestError
 
-from services.engine.cores import all_cores
+from services.cores import all_cores
 from services.runtime.embedded import EmbeddedNats
 from services.runtime.limits import INBOUND_MAX_BYTES
 from services.runtime.names import Names

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from services.engine.bus import Engine
 from services.engine.config import MonitorConfig
-from services.engine.cores import all_cores
+from services.cores import all_cores
 from services.replay.offline import replay_lines
 from tests.builders import alerts, normal, replay, start, vitals
 from tests.defects import Defect

@@ -145,7 +145,7 @@ def test_R8_critical_pending_reading_matching_no_session_is_reported_at_expiry_w
 
 def test_R8_the_report_carries_the_event_for_the_dead_letters():
     from services.engine.bus import Engine
-    from services.engine.cores import all_cores
+    from services.cores import all_cores
     from schemas import parse_inbound
 
     engine = Engine(MonitorConfig(), all_cores())
@@ -251,7 +251,7 @@ def test_pending_readings_survive_a_restart_of_the_engine_state():
     start reaches an engine loaded from the stored record."""
     from schemas import parse_inbound
     from services.engine.bus import Engine, PatientRecord
-    from services.engine.cores import all_cores
+    from services.cores import all_cores
 
     cfg = MonitorConfig()
     before = Engine(cfg, all_cores())
@@ -276,7 +276,7 @@ def test_a_pending_reading_is_kept_24_h_of_stream_time_then_no_late_start_claims
 def test_R8_a_flood_of_readings_bounds_the_log_and_a_pending_critical_one_pushed_out_is_reported():
     from schemas import parse_inbound
     from services.engine.bus import Engine
-    from services.engine.cores import all_cores
+    from services.cores import all_cores
 
     cfg = MonitorConfig(reading_log_limit=20)
     engine = Engine(cfg, all_cores())
@@ -295,7 +295,7 @@ def test_R8_a_flood_of_readings_bounds_the_log_and_a_pending_critical_one_pushed
 def test_R9_pending_text_beyond_its_budget_pushes_out_the_oldest_and_a_critical_one_is_reported():
     from schemas import parse_inbound
     from services.engine.bus import Engine
-    from services.engine.cores import all_cores
+    from services.cores import all_cores
 
     engine = Engine(MonitorConfig(pending_bytes_limit=2_000), all_cores())
     critical = vitals(0, symptoms=["syncope"])
@@ -317,7 +317,7 @@ def test_no_producer_grows_a_patient_without_bound_open_sessions_sessions_starts
 
     from schemas import parse_inbound
     from services.engine.bus import Engine
-    from services.engine.cores import all_cores
+    from services.cores import all_cores
 
     engine = Engine(cfg, all_cores())
     for k in range(12):  # each closed before the next starts: kept up to the limit, oldest forgotten

@@ -129,7 +129,7 @@ def test_P5_persistent_antibodies_reminder_and_enhanced_monitoring():
 
     from schemas.outbound import OutboundEvent
     from services.engine.bus import Engine
-    from services.engine.cores import all_cores
+    from services.cores import all_cores
     from services.replay.offline import replay_lines
     import json
 
