@@ -3,7 +3,8 @@
 
     python3 run.py demo     # the bundled clinic day through an embedded NATS server
     python3 run.py test     # the whole test suite (what CI runs)
-    python3 run.py bench    # the benchmarks (docs/performance.md), about ten minutes
+    python3 run.py bench    # the benchmarks (docs/performance.md), about fifteen minutes
+    python3 run.py screenshots   # regenerate docs/board/*.png (the board's browser tests)
 
 Creates ``.venv`` beside this file on first use and installs the project into it (again when
 ``pyproject.toml`` changes). Any other arguments are passed to ``infusion-monitor``:
@@ -60,16 +61,34 @@ def ensure_browser() -> None:
                    stdout=subprocess.DEVNULL)
 
 
+SCREENSHOTS = ROOT / "docs" / "board"
+BROWSER_TESTS = "tests/integration/test_board_browser.py"
+
+
+def screenshots_command(extra: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The board's browser tests, writing their screenshots into docs/board/ (the suite itself
+    writes them to a temporary folder and never changes a tracked file)."""
+    env = {**os.environ, "INFUSION_MONITOR_SCREENSHOTS": str(SCREENSHOTS)}
+    return [str(BIN / "python"), "-m", "pytest", BROWSER_TESTS, "-q", *extra], env
+
+
 def main(argv: list[str]) -> int:
     ensure_venv()
     if argv[:1] == ["test"]:
         ensure_browser()
         command = [str(BIN / "python"), "-m", "pytest", *argv[1:]]
+    elif argv[:1] == ["screenshots"]:
+        ensure_browser()
+        command, env = screenshots_command(argv[1:])
+        os.environ.update(env)
     elif argv[:1] == ["bench"]:
         command = [str(BIN / "python"), "-m", "bench", *argv[1:]]
     else:
         command = [str(BIN / "infusion-monitor"), *(argv or ["--help"])]
     os.chdir(ROOT)
+    sys.stdout.flush()
+    if os.name == "posix":  # become the command: Ctrl-C and SIGTERM reach it alone, nothing in between
+        os.execv(command[0], command)
     return subprocess.run(command).returncode
 
 

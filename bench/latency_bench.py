@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nats
 
+from services.runtime.children import die_with_parent
 from services.runtime.embedded import EmbeddedNats
 from services.runtime.names import Names
 
@@ -94,13 +95,13 @@ async def _measure(url: str, rate: int, seconds: float, tag: str, patients: int 
     return [x * 1000 for x in latencies]
 
 
-def run(rates: list[int], seconds: float, runs: int, results: Results) -> None:
+def run(rates: list[int], seconds: float, runs: int, results: Results, tick=None) -> None:
     with tempfile.TemporaryDirectory(prefix="im-lat-") as tmp:
         with EmbeddedNats(Path(tmp) / "nats") as server:
             env = {**os.environ, "INFUSION_MONITOR_LOG_FORMAT": "json", "INFUSION_MONITOR_DATA_DIR": tmp}
             worker = subprocess.Popen([sys.executable, "-m", "services.cli.main", "service", "monitor",
                                        "--nats", server.url], env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
+                                      stderr=subprocess.DEVNULL, preexec_fn=die_with_parent())
             try:
                 time.sleep(2.0)
                 for rate in rates:
@@ -117,6 +118,8 @@ def run(rates: list[int], seconds: float, runs: int, results: Results) -> None:
                                 target, (p99 <= 50) if rate == 2000 else None,
                                 f"{sum(counts)} alerts over {runs} runs of {seconds:g} s; per-run p99: "
                                 + ", ".join(f"{v:.1f}" for v in p99s))
+                    if tick:
+                        tick(f"{rate:,} events/s")
             finally:
                 worker.terminate()
                 try:

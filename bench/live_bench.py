@@ -81,7 +81,7 @@ async def _one_run(url: str, patients: int, readings: int, run: int) -> tuple[fl
     return raw, mon
 
 
-def run(readings: int, runs: int, results: Results, patients: int = 2000) -> None:
+def run(readings: int, runs: int, results: Results, patients: int = 2000, tick=None) -> None:
     raws, mons, ratios = [], [], []
     with tempfile.TemporaryDirectory(prefix="im-bench-") as tmp:
         with EmbeddedNats(Path(tmp) / "nats") as server:
@@ -90,6 +90,8 @@ def run(readings: int, runs: int, results: Results, patients: int = 2000) -> Non
                 raws.append(raw)
                 mons.append(mon)
                 ratios.append(mon / raw)
+                if tick:
+                    tick(f"run {i + 1}")
     total = readings + 2 * patients
     results.add("live: raw nats-py pull + ack", f"{statistics.median(raws):,.0f} msg/s", "", None,
                 f"{total:,} messages pre-loaded; runs: " + ", ".join(f"{v:,.0f}" for v in raws))

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from schemas import parse_inbound
 from services.engine.bus import Engine, content_digest
 from services.engine.config import MonitorConfig
-from services.engine.cores import all_cores
+from services.cores import all_cores
 
 from .common import rss_bytes
 from .workload import profiles, session_starts, vitals

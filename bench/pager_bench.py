@@ -30,6 +30,7 @@ import nats
 
 from schemas.vocab import AlertKind, Rule, Severity
 from services.engine.alerts import make_alert
+from services.runtime.children import die_with_parent
 from services.runtime.embedded import EmbeddedNats, free_port
 
 from .common import Results, percentile
@@ -173,7 +174,8 @@ async def _case(case: str, count: int, rate: float, tmp: Path) -> tuple[list[flo
         env = {**os.environ, "INFUSION_MONITOR_LOG_FORMAT": "json", "INFUSION_MONITOR_PAGER_ACK_BIND": "off",
                "INFUSION_MONITOR_DATA_DIR": str(tmp)}
         proc = subprocess.Popen([sys.executable, "-m", "services.pager", "--nats", server.url, "--routes", str(routes)],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                preexec_fn=die_with_parent())
         try:
             await _ready(server.url)
             latencies = await _measure(server.url, ward_a, count, rate, f"{case}")
@@ -190,7 +192,7 @@ async def _case(case: str, count: int, rate: float, tmp: Path) -> tuple[list[flo
     return latencies, ward_b.requests, int(alive)
 
 
-def run(count: int, rate: float, runs: int, results: Results) -> None:
+def run(count: int, rate: float, runs: int, results: Results, tick=None) -> None:
     with tempfile.TemporaryDirectory(prefix="im-pager-") as tmp:
         for case in CASES:
             p50s, p99s, maxes, got, second, alive = [], [], [], 0, 0, 0
@@ -205,3 +207,5 @@ def run(count: int, rate: float, runs: int, results: Results) -> None:
                         "p99 <= 1 s", p99 <= 1000,
                         f"{got} of {count * runs} pages over {runs} run(s) at {rate:g} alerts/s; "
                         f"second ward got {second} requests; bridge up at the end in {alive}/{runs}")
+            if tick:
+                tick(case)

@@ -10,14 +10,20 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from services.runtime.children import die_with_parent
+
 from .common import Results, median_of
+
+Tick = Callable[[str], None]
 
 
 def _timed(command: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   preexec_fn=die_with_parent())
     return time.perf_counter() - start
 
 
@@ -29,14 +35,16 @@ def parse_seconds(log: Path) -> float:
     return _timed([sys.executable, "-m", "bench.parse_only", str(log)])
 
 
-def run(log: Path, events: int, runs: int, results: Results) -> None:
+def run(log: Path, events: int, runs: int, results: Results, tick: Tick | None = None) -> None:
     replay_runs, parse_runs, ratios = [], [], []
-    for _ in range(runs):  # interleaved, so both see the same machine load; ratio per run
+    for i in range(runs):  # interleaved, so both see the same machine load; ratio per run
         p = parse_seconds(log)
         r = replay_seconds(log)
         parse_runs.append(events / p)
         replay_runs.append(events / r)
         ratios.append(p / r)
+        if tick:
+            tick(f"run {i + 1}")
     import statistics
 
     replay_rate, parse_rate, ratio = (statistics.median(v) for v in (replay_runs, parse_runs, ratios))
@@ -48,11 +56,13 @@ def run(log: Path, events: int, runs: int, results: Results) -> None:
                 "ratio measured in the same run, median of runs: " + ", ".join(f"{v:.0%}" for v in ratios))
 
 
-def growth(logs: dict[int, Path], runs: int, results: Results) -> None:
+def growth(logs: dict[int, Path], runs: int, results: Results, tick: Tick | None = None) -> None:
     per_event = {}
     for size, log in sorted(logs.items()):
         seconds, _ = median_of(runs, lambda log=log: replay_seconds(log))
         per_event[size] = seconds / size * 1e6
+        if tick:
+            tick(f"{size:,} events")
     sizes = sorted(per_event)
     smallest, largest = per_event[sizes[0]], per_event[sizes[-1]]
     note = ", ".join(f"{s:,}: {per_event[s]:.1f} us/event" for s in sizes)

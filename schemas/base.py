@@ -40,6 +40,28 @@ def _iso_date(value: object) -> object:
     return value
 
 
+# Bounds (architecture.md rule 9): no single input may stop a service, and every arithmetic on
+# times must be safe for any value the schema admits (a date 84 days after 9999-12-31 is an
+# OverflowError). Times before 1970 or from 2100 on, and dates outside 1900-2099, are bad input.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+END_OF_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+EARLIEST_DATE, END_OF_DATES = date(1900, 1, 1), date(2100, 1, 1)
+
+
+def _time_in_range(value: datetime) -> datetime:
+    if 1970 < value.year < 2099:  # the common case, decided without comparing offsets
+        return value
+    if not EARLIEST <= value < END_OF_TIME:
+        raise ValueError("out of range: before 1970-01-01 or from 2100-01-01 on")
+    return value
+
+
+def _date_in_range(value: date) -> date:
+    if not EARLIEST_DATE <= value < END_OF_DATES:
+        raise ValueError("out of range: before 1900-01-01 or from 2100-01-01 on")
+    return value
+
+
 # Models are strict; times and dates must be RFC 3339 text. The shape check runs first and
 # refuses anything else (numbers, numeric strings), so the parse itself can be lax about text.
 EventTime = Annotated[
@@ -50,6 +72,13 @@ EventTime = Annotated[
     Field(description="RFC 3339 timestamp with offset (event time)"),
 ]
 CalendarDate = Annotated[date, BeforeValidator(_iso_date), Field(strict=False, description="calendar date, YYYY-MM-DD")]
+# what the product accepts: bounded (the product's own outputs may run past 2100 by a due date)
+InboundTime = Annotated[
+    EventTime, AfterValidator(_time_in_range),
+    Field(description="RFC 3339 timestamp with offset (event time), from 1970-01-01 to before 2100-01-01"),
+]
+InboundDate = Annotated[CalendarDate, AfterValidator(_date_in_range),
+                        Field(description="calendar date, YYYY-MM-DD, from 1900-01-01 to 2099-12-31")]
 EventId = Annotated[str, Field(min_length=1, max_length=256, description="globally unique id; the idempotency key (Nats-Msg-Id)")]
 PatientKey = Annotated[str, Field(min_length=1, max_length=128, description="pseudonymous patient key, never a name")]
 # Privacy by default (issue 14): what producers send as ``patient_id`` must look like a
@@ -86,7 +115,7 @@ class Event(BaseModel):
 
     type: str
     event_id: EventId
-    occurred_at: EventTime
+    occurred_at: InboundTime
 
 
 class PatientEvent(Event):

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from .base import CalendarDate, EventTime, FreeText, SessionId, ShortText, Event
+from .base import Event, FreeText, InboundDate, InboundTime, SessionId, ShortText
 from .base import ProducerPatientEvent as PatientEvent
 from .outbound import AlertAcknowledged, AlertDelivery, AlertResolved
 from .vocab import ContraindicationReason, InfusionOutcome, Symptom
@@ -30,11 +30,11 @@ class PatientProfile(PatientEvent):
     """Demographics and therapy; a later profile replaces the earlier one."""
 
     type: Literal["patient.profile"]
-    birth_date: CalendarDate
+    birth_date: InboundDate
     sex: ShortText | None = None
     pregnant: bool | None = None
     lactating: bool | None = None
-    treatment_start: CalendarDate | None = None
+    treatment_start: InboundDate | None = None
     concomitant_therapies: Annotated[tuple[ShortText, ...], Field(max_length=64)] = ()
     prior_immunosuppressant: bool | None = None
 
@@ -45,7 +45,7 @@ class InfusionStarted(PatientEvent):
     site_id: ShortText | None = None
     pump_id: ShortText | None = None
     drug: ShortText = NATALIZUMAB
-    dose_mg: Annotated[float, Field(ge=0)] | None = None
+    dose_mg: Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)] | None = None
     infusion_number: Annotated[int, Field(ge=1, le=10_000)] | None = None
 
 
@@ -154,16 +154,21 @@ def _short(value: Any) -> Any:
     return value if len(text) <= 80 and not isinstance(value, (dict, list)) else text[:77] + "..."
 
 
+# a laboratory number: finite and within a billion either way (no analyte comes near; beyond,
+# unit conversion and ratios in exact decimal would overflow)
+LabNumber = Annotated[float, Field(ge=-1e9, le=1e9, allow_inf_nan=False)]
+
+
 class LabResulted(PatientEvent):
     """A laboratory result; ``occurred_at`` is the specimen collection time."""
 
     type: Literal["lab.resulted"]
     code: Annotated[str, Field(min_length=1, max_length=32, description="LOINC code")]
-    value: float | Literal["positive", "negative"]
+    value: LabNumber | Literal["positive", "negative"]
     unit: Annotated[str, Field(max_length=32)] | None = None
-    reference_low: float | None = None
-    reference_high: float | None = None
-    resulted_at: EventTime | None = None
+    reference_low: LabNumber | None = None
+    reference_high: LabNumber | None = None
+    resulted_at: InboundTime | None = None
     corrects: Annotated[str, Field(max_length=256)] | None = None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .base import CalendarDate, EventTime, OutboundEvent, PatientEvent, ShortText, FreeText
 from .vocab import (
@@ -33,6 +33,7 @@ class AlertRaised(OutboundEvent):
     rule: Rule
     session_id: str | None = None
     site_id: str | None = Field(default=None, description="the session's site (for routing pages by site)")
+    pump_id: str | None = Field(default=None, description="the session's pump or chair (where to go)")
     summary: str
     action: str
     evidence: dict[str, Any]
@@ -54,7 +55,9 @@ class SessionClosed(OutboundEvent):
     patient_id: str
     session_id: str
     outcome: str = Field(description="`uneventful` or the kind of the worst R7-R13/M1 alert")
-    alert_ids: list[str] = []
+    alert_ids: list[str] = Field(default_factory=list, description=(
+        "every alert the session monitor raised for this session before its close (pre-infusion, baseline, "
+        "gaps, end, reactions; superseded ones too), in the order raised"))
 
 
 # --- alert lifecycle (shared by the paging bridge and the board) ---------------------------
@@ -234,6 +237,26 @@ class AntibodyPersistence(OutboundEvent):
     confirming_date: CalendarDate
 
 
+class ServiceHeartbeat(BaseModel):
+    """What every service publishes every few seconds on ``{ns}.health.<service>.<instance>``
+    (core NATS, not stored): the watchdog in the paging bridge raises an operator alert when one
+    stops, falls behind, restarts again and again, or reports a message set aside or a defect."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["service.heartbeat"] = "service.heartbeat"
+    service: Annotated[str, Field(min_length=1, max_length=32)]
+    instance: Annotated[str, Field(min_length=1, max_length=32, description="stable across restarts, e.g. `0`")]
+    started_at: EventTime = Field(description="when this process started (wall clock): a new value is a restart")
+    at: EventTime = Field(description="when this heartbeat was sent (wall clock)")
+    every_s: float = Field(description="the heartbeat interval: silence is judged against it")
+    position: int | None = Field(default=None, description="the last input stream sequence handled")
+    lag: int | None = Field(default=None, description="input messages not handled yet")
+    last_error: ShortText | None = Field(default=None, description="the last defect met (a type, never data)")
+    counters: dict[str, int] = Field(default_factory=dict, description=(
+        "counts since start: rejected, duplicate, future, unmatched, quarantined, internal, republished, ..."))
+
+
 OUTBOUND_MODELS: tuple[type[OutboundEvent], ...] = (
     AlertRaised,
     AntibodyTestDue,
@@ -248,7 +271,7 @@ OUTBOUND_MODELS: tuple[type[OutboundEvent], ...] = (
 LIFECYCLE_MODELS = (AlertAcknowledged, AlertResolved, AlertDelivery)
 PAGER_MODELS: tuple[type[OutboundEvent], ...] = (AlertEscalated, PageRequested, PageAttempted, OperatorCondition)
 
-__all__ = [m.__name__ for m in OUTBOUND_MODELS + LIFECYCLE_MODELS + PAGER_MODELS] + ["EventTime"]
+__all__ = [m.__name__ for m in OUTBOUND_MODELS + LIFECYCLE_MODELS + PAGER_MODELS] + ["EventTime", "ServiceHeartbeat"]
 
 
 OutboundUnion = Annotated[

@@ -164,6 +164,12 @@ class AlertKind(str, Enum):
     # routed to the operator destinations (``docs/paging.md``, "Operator alerts"), never clinical
     SYSTEM_DESTINATION_DOWN = "system.destination_down"
     SYSTEM_ACK_ENDPOINT_DOWN = "system.ack_endpoint_down"
+    SYSTEM_SERVICE_SILENT = "system.service_silent"  # no heartbeat from a service (down, stuck, cut off)
+    SYSTEM_SERVICE_LAGGING = "system.service_lagging"  # a service far behind its input stream
+    SYSTEM_RESTART_LOOP = "system.restart_loop"  # a service restarted again and again
+    SYSTEM_MESSAGE_SET_ASIDE = "system.message_set_aside"  # a service failed on a message and set it aside
+    SYSTEM_SERVICE_ERROR = "system.service_error"  # a service met a defect (a timer failed, state too large)
+    SYSTEM_BROKER_UNREACHABLE = "system.broker_unreachable"  # the pager lost the NATS server
 
 
 class Rule(str, Enum):

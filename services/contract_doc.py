@@ -17,7 +17,7 @@ from faststream.nats import NatsBroker
 
 from schemas.export import event_type_of
 from schemas.inbound import INBOUND_MODELS
-from schemas.outbound import LIFECYCLE_MODELS, OUTBOUND_MODELS, PAGER_MODELS
+from schemas.outbound import LIFECYCLE_MODELS, OUTBOUND_MODELS, PAGER_MODELS, ServiceHeartbeat
 
 from .runtime.names import Names
 
@@ -65,10 +65,20 @@ def _doc_broker(names: Names = Names()) -> NatsBroker:
             schema=model,
         )
     broker.publisher(
+        f"{names.ns}.health.{{service}}.{{instance}}",
+        title="service.heartbeat",
+        description="Core NATS, not stored: every service's heartbeat every few seconds; the paging bridge's "
+                    f"watchdog raises operator alerts from them (docs/paging.md). {(ServiceHeartbeat.__doc__ or '').strip()}",
+        schema=ServiceHeartbeat,
+    )
+    broker.publisher(
         f"{names.ns}.dlq.{{service}}",
         title="dead letters",
         description=f"On stream {names.stream_dlq}: the original bytes of rejected input; headers Im-Kind, "
-                    "Im-Field, Im-Reason, Im-Source-Subject, Im-Source-Seq.",
+                    "Im-Field, Im-Reason, Im-Source-Subject, Im-Source-Seq, Im-Size and Im-Sha256 of the original "
+                    "(the body keeps at most 128 KiB of it: Im-Truncated); a conflicting duplicate also "
+                    "Im-Digest-Earlier and Im-Digest-Received. Kinds: rejected, dropped, duplicate, unmatched, "
+                    "quarantined.",
         schema=bytes,
     )
     return broker

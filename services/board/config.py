@@ -119,4 +119,5 @@ def apply_board_arguments(config: BoardConfig, args: argparse.Namespace) -> Boar
 def add_board_at_argument(parser: argparse.ArgumentParser, timestamp_type) -> None:  # type: ignore[no-untyped-def]
     """``replay LOG --board-at T``: print the board at T instead of the outputs."""
     parser.add_argument("--board-at", type=timestamp_type, metavar="TIMESTAMP",
-                        help="print the live board as it stood at this event time (text) instead of the outputs")
+                        help="print the live board as it stood at this event time (text) instead of the outputs "
+                             "(default: the outputs)")

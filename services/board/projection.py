@@ -22,7 +22,7 @@ from schemas.inbound import is_monitored_drug
 from ..engine.bus import Engine
 from ..engine.config import MonitorConfig
 from ..engine.core import Context
-from ..engine.cores import all_cores
+from ..cores import all_cores
 from .labels import format_values
 from .state import BoardAlert, BoardPatient, BoardSession, Delivery, Entry, Vitals
 
@@ -74,6 +74,7 @@ class BoardProjection:
                 session = self._session(st, event.session_id)
                 if session.closed_at is None:
                     session.closed_at, session.outcome = event.occurred_at, event.outcome
+                    session.closed_noted = max(event.occurred_at, ctx.now) if ctx.now else event.occurred_at
                     session.timeline.append(Entry(event.occurred_at, event.type, f"Session closed: {event.outcome}"))
             case "patient.contraindicated":
                 reason = _value(event.reason)
@@ -213,7 +214,10 @@ class BoardProjection:
         if now is None:
             return
         horizon = now - timedelta(hours=MEMORY_HOURS)
-        for sid in [s.session_id for s in st.sessions.values() if s.closed_at is not None and s.closed_at < horizon]:
+        # kept MEMORY_HOURS after the board learned of the close, however old the close itself
+        # (a feed replayed from weeks back must not lose its sessions at once: timeline 404)
+        for sid in [s.session_id for s in st.sessions.values()
+                    if s.closed_at is not None and (s.closed_noted or s.closed_at) < horizon]:
             del st.sessions[sid]
         open_ids = set(st.sessions)
         for aid in [a.alert_id for a in st.alerts.values()

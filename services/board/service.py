@@ -41,6 +41,7 @@ from ..engine.bus import content_digest
 from ..engine.ids import stable_id
 from ..pager.wire import parse_wire, subject_type
 from ..runtime.access import NatsAccess, access_for
+from ..runtime.health import Heartbeats, instance_name
 from ..runtime.shells import deliver_prefix, pull_batches, start_http, stop_consuming, stop_http
 from ..runtime.logs import get_logger
 from ..runtime.names import Names
@@ -149,9 +150,17 @@ async def _read_history(sub: Any, last_seq: int) -> list[Any]:
             return out
 
 
-async def _follow(sub: Any, feeder: BoardFeeder, failed: asyncio.Future[BaseException], log: Any) -> None:
+def _status(feeder: BoardFeeder) -> Any:
+    async def status() -> dict[str, Any]:
+        return {"counters": {"applied": feeder.applied, "skipped": feeder.skipped}}
+    return status
+
+
+async def _follow(sub: Any, feeder: BoardFeeder, failed: asyncio.Future[BaseException], log: Any,
+                  connection: Any = None) -> None:
     try:
-        async for msgs in pull_batches(sub, FETCH, failed, log, idle_wait=IDLE_WAIT_S, top_up_wait=TOP_UP_WAIT_S):
+        async for msgs in pull_batches(sub, FETCH, failed, log, idle_wait=IDLE_WAIT_S, top_up_wait=TOP_UP_WAIT_S,
+                                       connection=connection):
             feeder.apply_batch(msgs)
     except Exception as exc:
         log.critical("consumer failed; stopping for a clean restart", error=repr(exc))
@@ -250,10 +259,14 @@ async def run_board(settings: Settings, nats_url: str | NatsAccess, board_config
             server, server_task, url = await start_http(app, board_config.bind, "board", board_config.tls,
                                                         timeout_graceful_shutdown=3)
             log.info("board listening", url=url)
-        tasks = [asyncio.create_task(_follow(sub, feeder, failed, log)) for sub in subs]
+        tasks = [asyncio.create_task(_follow(sub, feeder, failed, log, broker.connection)) for sub in subs]
+        heartbeats = Heartbeats(broker.connection, names, "board", instance_name(), _status(feeder), log=log)
+        if names.ns == Names().ns:
+            heartbeats.start()
         try:
             yield RunningBoard(hub, url, failed)
         finally:
+            await heartbeats.stop()
             hub.close()
             await stop_consuming(tasks, subs)
             await stop_http(server, server_task)

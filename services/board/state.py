@@ -65,6 +65,7 @@ class BoardSession:
     ended_at: datetime | None = None
     end_outcome: str | None = None  # infusion.ended: completed | stopped
     closed_at: datetime | None = None
+    closed_noted: datetime | None = None  # the board's clock when the close arrived (kept from then on)
     outcome: str | None = None  # session.closed: uneventful | the worst alert kind
     last_reading_at: datetime | None = None  # latest reading with values at or after t0 (M1 counts from it)
     reexposure: bool = False  # reexposure.recorded (R17): 60 min observation

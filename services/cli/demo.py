@@ -1,9 +1,18 @@
 """``infusion-monitor demo``: the bundled clinic day through an embedded NATS server and the
-live monitor (event-time clock), alerts printed as they arrive, then a summary table."""
+live monitor (event-time clock), alerts printed as they arrive, then a summary table; the board
+stays up after the replay until Ctrl-C or SIGTERM.
+
+Stopping: the first SIGINT/SIGTERM stops the demo at once and cleanly (the replay is cancelled,
+the board, the monitor and the embedded server are stopped, its temporary store removed); a
+second one exits immediately. The embedded server dies with the demo whatever kills it
+(``runtime.children``; signals: ``runtime.stopping``). Exit code 0 when the demo is stopped after its replay (the way it ends),
+128 + the signal number when it is stopped during the replay."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sys
 from argparse import Namespace
 from collections import Counter
@@ -12,8 +21,10 @@ from pathlib import Path
 from schemas.base import OutboundEvent
 
 from ..replay.offline import ReplayResult
-from ..replay.online import replay_online_async, speedup_pacer
+from ..replay.online import replay_online_async
+from ..replay.pacing import expected_seconds, pacer
 from ..runtime.logs import configure
+from ..runtime.stopping import StopSignals, until_stopped
 from ..runtime.settings import Settings
 
 CLINIC_DAY = Path(__file__).resolve().parents[2] / "examples" / "clinic-day.jsonl"
@@ -44,12 +55,25 @@ def summary(result: ReplayResult) -> str:
     return "\n".join(lines)
 
 
-async def _with_board(lines: list[bytes], settings: Settings, pace, show, board: bool) -> ReplayResult:
-    """The replay through an embedded server, with the live board on the same namespace."""
+def _open_browser(url: str) -> None:
+    """Only for someone at a terminal with a desktop (never a text browser in the terminal)."""
+    desktop = sys.platform in ("darwin", "win32") or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if not (desktop and sys.stdout.isatty()):
+        return
+    import webbrowser
+
+    try:
+        webbrowser.open(url)
+    except Exception:  # noqa: BLE001 - no browser is fine: the URL is printed
+        pass
+
+
+async def _demo(lines: list[bytes], settings: Settings, pace, show, board: bool) -> int:
+    """The replay through an embedded server, with the live board on the same namespace; the
+    board stays up after the replay until a signal."""
     import secrets
     import tempfile
     import uuid
-    import webbrowser
 
     from ..board.auth import Authenticator, users_from_pairs
     from ..board.config import BoardConfig
@@ -57,28 +81,46 @@ async def _with_board(lines: list[bytes], settings: Settings, pace, show, board:
     from ..runtime.embedded import EmbeddedNats
     from ..runtime.names import Names
 
-    if not board:
-        return await replay_online_async(lines, settings, None, None, pace=pace, on_output=show)
+    stop = StopSignals()
     names = Names(ns=f"demo{uuid.uuid4().hex[:8]}")
     password = secrets.token_urlsafe(9)
-    auth = Authenticator(users_from_pairs([("demo", "Demo nurse", password)]), secrets.token_bytes(32))
-    with tempfile.TemporaryDirectory(prefix="im-demo-") as tmp, EmbeddedNats(Path(tmp) / "nats") as server:
-        config = BoardConfig(bind="127.0.0.1:0", clock="event", secret=secrets.token_hex(16))
-        async with start_board(server.url, settings, config, names, auth=auth) as url:
-            print(f"The live board: {url}  (sign in as demo / {password})\n", flush=True)
-            try:
-                webbrowser.open(url)
-            except Exception:  # noqa: BLE001 - no browser on a server is fine
-                pass
-            return await replay_online_async(lines, settings, None, server.url, pace=pace, on_output=show,
-                                             names=names)
+    sign_in = f"sign in as demo / {password}"
+    try:
+        with tempfile.TemporaryDirectory(prefix="im-demo-") as tmp, EmbeddedNats(Path(tmp) / "nats") as server:
+            async with contextlib.AsyncExitStack() as stack:
+                url = None
+                if board:
+                    auth = Authenticator(users_from_pairs([("demo", "Demo nurse", password)]), secrets.token_bytes(32))
+                    config = BoardConfig(bind="127.0.0.1:0", clock="event", secret=secrets.token_hex(16))
+                    url = await stack.enter_async_context(start_board(server.url, settings, config, names, auth=auth))
+                    print(f"The live board: {url}  ({sign_in})\n", flush=True)
+                    _open_browser(url)
+                result = await until_stopped(replay_online_async(
+                    lines, settings, None, server.url, pace=pace, on_output=show, names=names), stop)
+                if result is None:
+                    print("The demo was stopped during the replay.", flush=True)
+                    return stop.exit_code
+                for event in result.sorted_outputs():  # anything the live view missed (core NATS is at-most-once)
+                    show(event)
+                print(summary(result))
+                for report in result.reports:
+                    print(f"  {report}", file=sys.stderr)
+                if url is not None:
+                    print(f"\nThe replay is over. The board stays up at {url} ({sign_in}), showing the day as "
+                          "it ended; Ctrl-C ends the demo.", flush=True)
+                    await stop.stopped.wait()
+                return 0
+    finally:
+        stop.close()
 
 
 def run_demo(args: Namespace, settings: Settings) -> int:
     configure("json", level=40)  # the demo's own output is the story; logs only on errors
     log_path = args.log or CLINIC_DAY
     lines = log_path.read_bytes().splitlines()
-    print(f"infusion-monitor demo: {log_path.name} ({len(lines)} events) through an embedded NATS "
+    pace = pacer(args.speedup) if args.speedup > 0 else None
+    timing = "no pauses" if pace is None else f"about {_duration(lines, args.speedup):.0f} s at {args.speedup:g}x real time"
+    print(f"infusion-monitor demo: {log_path.name} ({len(lines)} events, {timing}) through an embedded NATS "
           "server and the live monitor. Alerts as they arrive:\n", flush=True)
 
     shown: set[str] = set()
@@ -88,11 +130,11 @@ def run_demo(args: Namespace, settings: Settings) -> int:
             shown.add(event.alert_id)
             print(_alert_line(event), flush=True)
 
-    pace = speedup_pacer(args.speedup) if args.speedup > 0 else None
-    result = asyncio.run(_with_board(lines, settings, pace, show, board=not args.no_board))
-    for event in result.sorted_outputs():  # anything the live view missed (core NATS is at-most-once)
-        show(event)
-    print(summary(result))
-    for report in result.reports:
-        print(f"  {report}", file=sys.stderr)
-    return 0
+    return asyncio.run(_demo(lines, settings, pace, show, board=not args.no_board))
+
+
+def _duration(lines: list[bytes], speedup: float) -> float:
+    from schemas import Rejection, parse_inbound
+
+    times = [e.occurred_at for e in map(parse_inbound, lines) if not isinstance(e, Rejection)]
+    return expected_seconds(times, speedup)

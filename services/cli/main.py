@@ -1,4 +1,4 @@
-"""``infusion-monitor``: up, demo, replay, schemas export, deadletter tools."""
+"""infusion-monitor: up, demo, replay, schemas export, deadletter tools."""
 
 from __future__ import annotations
 
@@ -24,17 +24,23 @@ def _timestamp(text: str) -> datetime:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="infusion-monitor", description=__doc__)
+    from .helptext import Parser
+
+    parser = Parser(prog="infusion-monitor", description="The natalizumab infusion safety monitor: run the "
+                    "services, replay logs, inspect alerts and dead letters. Each command has its own --help.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     replay = sub.add_parser("replay", help="replay a recorded JSONL log and print the outputs")
-    replay.add_argument("log", type=Path)
-    replay.add_argument("--until", type=_timestamp, help="stop the clock here; later events are ignored")
+    replay.add_argument("log", type=Path, help="the log: one JSON event per line, in arrival order")
+    replay.add_argument("--until", type=_timestamp, metavar="TIMESTAMP",
+                        help="stop the clock here; later events are ignored (default: the latest event time + 24 h)")
     replay.add_argument("--out", type=Path, help="write outputs here (default: standard output)")
-    replay.add_argument("--profile", choices=[p.value for p in PolicyProfile])
+    replay.add_argument("--profile", choices=[p.value for p in PolicyProfile],
+                        help="the policy profile (default: $INFUSION_MONITOR_PROFILE, else us)")
     replay.add_argument("--online", action="store_true", help="send the log through NATS and the live services")
     replay.add_argument("--pager", type=Path, metavar="ROUTES.toml",
-                        help="also run the paging bridge's core (re-pages, escalations, failsafe) on event time")
+                        help="also run the paging bridge's core (re-pages, escalations, failsafe) on event time "
+                             "with this routing file (default: no paging)")
     from ..board.config import add_board_at_argument
 
     add_board_at_argument(replay, _timestamp)
@@ -43,28 +49,38 @@ def _parser() -> argparse.ArgumentParser:
     schemas = sub.add_parser("schemas", help="the contract's JSON Schema and AsyncAPI documents")
     schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True)
     export = schemas_sub.add_parser("export", help="write JSON Schema for every event into DIR")
-    export.add_argument("dir", type=Path)
+    export.add_argument("dir", type=Path, help="the folder to write into (created if missing)")
 
     up = sub.add_parser("up", help="run all services (embedded NATS unless NATS_URL/--nats)")
     up.add_argument("--nats", help="NATS URL (default: $NATS_URL, else an embedded server)")
-    up.add_argument("--data-dir", type=Path, help="where the embedded server keeps its store")
+    up.add_argument("--data-dir", type=Path, help="where the embedded server keeps its store "
+                                                  "(default: $INFUSION_MONITOR_DATA_DIR, else ./var)")
 
     demo = sub.add_parser("demo", help="replay the bundled clinic day through NATS and show the alerts")
-    demo.add_argument("--speedup", type=float, default=3000.0,
-                      help="event time runs this many times faster than real time (0: no pauses)")
-    demo.add_argument("--log", type=Path, help="another log to play instead of the bundled clinic day")
-    demo.add_argument("--no-board", action="store_true", help="do not start the live board")
+    demo.add_argument("--speedup", type=float, default=3000.0, metavar="N",
+                      help="event time runs N times faster than real time: an hour of the clinic day takes "
+                           "3600/N s, and a quiet stretch of more than 6 h between two events (the months "
+                           "before the day) takes no time; 0: no pauses at all, the events as fast as the "
+                           "monitor takes them (default: 3000, about 17 s for the clinic day)")
+    demo.add_argument("--log", type=Path, help="another log to play instead of the bundled clinic day "
+                                                "(default: examples/clinic-day.jsonl)")
+    demo.add_argument("--no-board", action="store_true",
+                      help="no live board: the demo ends after the summary (default: the board runs, and "
+                           "stays up after the replay until Ctrl-C)")
 
-    service = sub.add_parser("service", help="run one service in the foreground (used by `up`)")
-    service.add_argument("name", choices=["monitor", "pager", "gateway", "board"])
+    service = sub.add_parser("service", help="run one service in the foreground (what up runs)")
+    service.add_argument("name", choices=["monitor", "pager", "gateway", "board"], help="the service")
     service.add_argument("--nats", help="NATS URL (default: $NATS_URL)")
     service.add_argument("--routes", help="pager: the routing file (default: $INFUSION_MONITOR_PAGER_ROUTES)")
     service.add_argument("--partition", help="monitor: this instance's share, i/N (default: $INFUSION_MONITOR_PARTITION)")
     service.add_argument("--clock", choices=["wall", "event"], default=None,
-                         help="monitor, board: wall clock (live) or event time only (replays, fault drills)")
+                         help="monitor, board: wall clock (live) or event time only (replays, fault drills) "
+                              "(default: $INFUSION_MONITOR_CLOCK, else wall)")
     service.add_argument("--bind", help="board: host:port to serve on (default 127.0.0.1:8090; 'off': none)")
-    service.add_argument("--users", help="board: users file (TOML with scrypt hashes)")
-    service.add_argument("--lookback-hours", type=float, help="board: history read from the streams at start")
+    service.add_argument("--users", help="board: users file (TOML with scrypt hashes) "
+                                         "(default: $INFUSION_MONITOR_BOARD_USERS)")
+    service.add_argument("--lookback-hours", type=float,
+                         help="board: history read from the streams at start (default: 24)")
 
     from ..gateway.cli import add_gateway_arguments, add_hl7_lint_arguments, add_hl7_send_arguments
 
@@ -78,26 +94,33 @@ def _parser() -> argparse.ArgumentParser:
 
     alerts = sub.add_parser("alerts", help="recent alerts, their state (raised, delivered, acknowledged, ...) "
                                             "and each paging destination's delivery state")
-    alerts.add_argument("--nats", help="NATS URL (default: $NATS_URL, else a running `up`)")
-    alerts.add_argument("--limit", type=int, default=20)
+    alerts.add_argument("--nats", help="NATS URL (default: $NATS_URL, else the one a running up wrote down)")
+    alerts.add_argument("--limit", type=int, default=20, help="how many of the latest alerts to show")
+
+    status = sub.add_parser("status", help="what each running service says about itself: position, lag, counts, "
+                                           "last error (its heartbeats)")
+    status.add_argument("--nats", help="NATS URL (default: $NATS_URL, else the one a running up wrote down)")
+    status.add_argument("--seconds", type=float, help="how long to listen (default: one heartbeat interval + 1 s)")
 
     provision = sub.add_parser("provision", help="create and update the streams and KV buckets (admin credential; "
-                                                  "`up` does it for its embedded server)")
-    provision.add_argument("--nats", help="NATS URL (default: $NATS_URL, else a running `up`)")
+                                                  "up does it for its embedded server)")
+    provision.add_argument("--nats", help="NATS URL (default: $NATS_URL, else the one a running up wrote down)")
     provision.add_argument("--monitor-instances", type=int,
                            help="monitor instances to make state buckets for (default $INFUSION_MONITOR_MONITOR_INSTANCES or 1)")
 
     dead = sub.add_parser("deadletter", help="inspect and re-drive dead letters")
     dead_sub = dead.add_subparsers(dest="deadletter_command", required=True)
-    for name in ("list", "show", "redrive"):
-        cmd = dead_sub.add_parser(name)
+    for name, what in (("list", "list the dead letters"), ("show", "show one dead letter, headers and bytes"),
+                       ("redrive", "send one dead letter (or a corrected version) through again")):
+        cmd = dead_sub.add_parser(name, help=what)
         cmd.add_argument("--nats", help="NATS URL (default: $NATS_URL)")
         cmd.add_argument("--stream", choices=["monitor", "gateway"], default="monitor",
                          help="the monitor's dead letters (default) or the gateway's raw HL7/FHIR ones")
         if name != "list":
             cmd.add_argument("seq", type=int, help="the dead letter's stream sequence")
         if name == "redrive":
-            cmd.add_argument("--file", help="send this corrected event instead of the original bytes")
+            cmd.add_argument("--file", help="send this corrected event instead of the original bytes "
+                                            "(default: the original bytes)")
     return parser
 
 
@@ -111,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"infusion-monitor: {exc}", file=sys.stderr)
         return 2
     set_patient_key_pattern(settings.patient_key_pattern)
+    from ..runtime.logs import configure
+
+    configure(settings.log_format)  # logs go to standard error from the start (stdout is the command's output)
     match args.command:
         case "replay":
             from .replay_cmd import run_replay
@@ -150,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "hl7":
             from ..gateway.sender import run_hl7_send
 
-            return run_hl7_send(args.files, args.host, args.port)
+            return run_hl7_send(args.files, args.host, args.port, now=args.now, site_tz=args.site_tz)
         case "alerts":
             from ..pager.audit import run_alerts
             from .up import resolve_nats
@@ -165,6 +191,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .up import resolve_nats
 
             return run_provision(args, resolve_nats(args, settings, "admin"))
+        case "status":
+            from .status import run_status
+            from .up import resolve_nats
+
+            access = resolve_nats(args, settings, "operator")
+            if not access:
+                print("infusion-monitor status: no NATS URL (--nats, NATS_URL, or a running `up`)", file=sys.stderr)
+                return 2
+            return run_status(access, args.seconds)
     return 2
 
 

@@ -27,6 +27,50 @@ from ..runtime.settings import Settings
 
 SERVICES = ("monitor", "pager", "board")  # + "gateway" when a patient-key secret is configured
 RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10)
+SERVER_RESTARTS = 5  # the embedded server restarted this many times in a row without staying up: give up
+
+
+class ServerSupervision:
+    """``up`` keeps its embedded nats-server running like the services (architecture.md rule 9):
+    a server that dies is started again (same port, same store) with backoff; one that cannot be
+    started ``SERVER_RESTARTS`` times in a row makes ``up`` exit non-zero, so that systemd or
+    Docker, which supervise ``up``, notice and act."""
+
+    def __init__(self, server: EmbeddedNats, pid_file: Path, log) -> None:
+        self.server, self.pid_file, self.log = server, pid_file, log
+        self.failures = 0
+        self.restarts = 0
+        self.next_try = 0.0
+        self.write_pid()
+
+    def write_pid(self) -> None:
+        self.pid_file.write_text(f"{self.server.pid}\n")
+
+    def check(self) -> bool:
+        """False: the server cannot be kept running."""
+        if self.server.running():
+            if self.failures and time.monotonic() > self.next_try + 30:
+                self.failures = 0  # up for a while again
+            return True
+        if time.monotonic() < self.next_try:
+            return True
+        code = self.server.process.returncode if self.server.process else None
+        self.log.critical("embedded nats-server exited; restarting it", code=code, attempt=self.failures + 1)
+        try:
+            self.server.start()
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            self.failures += 1
+            self.log.critical("embedded nats-server did not start", error=str(exc), attempt=self.failures)
+            if self.failures >= SERVER_RESTARTS:
+                return False
+            self.next_try = time.monotonic() + RESTART_BACKOFF_S[min(self.failures, len(RESTART_BACKOFF_S) - 1)]
+            return True
+        self.restarts += 1
+        self.failures += 1
+        self.next_try = time.monotonic()
+        self.write_pid()
+        self.log.warning("embedded nats-server restarted", pid=self.server.pid, restarts=self.restarts)
+        return True
 
 
 CREDENTIALS_DIR_ENV = "INFUSION_MONITOR_NATS_CREDENTIALS_DIR"
@@ -181,12 +225,14 @@ def run_up(args: Namespace, settings: Settings) -> int:
     data_dir = args.data_dir or settings.data_dir
     url = args.nats or settings.nats_url
     instances = int(os.environ.get("INFUSION_MONITOR_MONITOR_INSTANCES", "1"))
-    server = None
+    server = supervision = None
     credentials = Path(os.environ[CREDENTIALS_DIR_ENV]) if os.environ.get(CREDENTIALS_DIR_ENV) else None
     if url is None:
         server = start_embedded(data_dir, instances, log)
         url, credentials = server.url, credentials_dir(data_dir)
+        supervision = ServerSupervision(server, data_dir / "nats.pid", log)
     stopping = False
+    exit_code = 0
 
     def request_stop(*_: object) -> None:
         nonlocal stopping
@@ -202,7 +248,12 @@ def run_up(args: Namespace, settings: Settings) -> int:
         services.append("gateway")
     else:
         log.info("gateway not started: set INFUSION_MONITOR_PATIENT_KEY_SECRET to run it")
-    supervisor = Supervisor(child_environments(services, url, data_dir, credentials), log)
+    expect = [f"{name.partition('#')[0]}/{name.partition('#')[2].split('/')[0] or '0'}"
+              for name in services if not name.startswith("pager")]  # what the watchdog must hear
+    envs = child_environments(services, url, data_dir, credentials)
+    for env in envs.values():
+        env.setdefault("INFUSION_MONITOR_WATCHDOG_EXPECT", ",".join(expect))
+    supervisor = Supervisor(envs, log)
     try:
         for name in services:
             supervisor.spawn(name)
@@ -210,6 +261,10 @@ def run_up(args: Namespace, settings: Settings) -> int:
         print(f"infusion-monitor is up. NATS: {url}{where}. Publish inbound events on im.in.<patient>.<type>; "
               "alerts arrive on im.alert.>. Ctrl-C stops.", flush=True)
         while not stopping:
+            if supervision is not None and not supervision.check():
+                log.critical("embedded nats-server cannot be kept running: stopping (exit 1)")
+                exit_code = 1
+                break
             supervisor.check()
             time.sleep(0.2)
     finally:
@@ -217,5 +272,6 @@ def run_up(args: Namespace, settings: Settings) -> int:
         if server is not None:
             server.stop()
             url_file(data_dir).unlink(missing_ok=True)
+            (data_dir / "nats.pid").unlink(missing_ok=True)
             log.info("embedded nats-server stopped")
-    return 0
+    return exit_code

@@ -24,6 +24,7 @@ def make_alert(
     evidence: dict[str, Any],
     session_id: str | None = None,
     site_id: str | None = None,
+    pump_id: str | None = None,
     outside_window: bool = False,
     supersedes: str | None = None,
 ) -> AlertRaised:
@@ -42,6 +43,7 @@ def make_alert(
         rule=rule,
         session_id=session_id,
         site_id=site_id,
+        pump_id=pump_id,
         summary=summary,
         action=action,
         evidence=evidence,

@@ -24,8 +24,12 @@ from .core import Core, Notice, Step
 from .state import dump_state_json, load_state
 from .timers import Timer
 
-DEDUP_MEMORY = 16  # event ids remembered per patient live; the stream's dedup window is the main guard
-_SEEN_RECORD = 12  # bytes per remembered id: 8-byte hash of the event_id + 4-byte content digest
+DEDUP_MEMORY = 16  # clock ticks' event ids remembered
+DEDUP_HOURS = 24  # live, a patient's event ids are remembered this long (stream time) ...
+DEDUP_MAX = 4096  # ... and this many at most
+# bytes per remembered id: 8-byte hash of the event_id, 4-byte content digest, 4-byte arrival
+# (stream time, minutes since 1970)
+_SEEN_RECORD = 16
 
 
 @dataclass(slots=True)
@@ -34,7 +38,7 @@ class PatientRecord:
 
     patient_id: str
     last_seq: int = 0  # live: the last stream sequence applied (redeliveries are no-ops)
-    seen: bytes = b""  # the last DEDUP_MEMORY (event_id hash, content digest) records, oldest first
+    seen: bytes = b""  # (event_id hash, content digest, arrival) records of the last DEDUP_HOURS, oldest first
     timers: dict[tuple[str, str, str], Timer] = field(default_factory=dict)  # (core, kind, key) -> timer
     slices: dict[str, Any] = field(default_factory=dict)  # core name -> state (a dict until used)
 
@@ -45,7 +49,9 @@ class PatientRecord:
             (core, kind, key): Timer(datetime.fromisoformat(due), seq)
             for due, seq, core, kind, key in data.get("timers", [])
         }
-        return cls(data["patient_id"], data.get("last_seq", 0), bytes.fromhex(data.get("seen", "")), timers,
+        # "seen16": 16-byte records (an older store's 12-byte "seen" is dropped: the stream's own
+        # dedup window still covers its last hour)
+        return cls(data["patient_id"], data.get("last_seq", 0), bytes.fromhex(data.get("seen16", "")), timers,
                    data.get("slices", {}))
 
 
@@ -56,6 +62,25 @@ def content_digest(raw: bytes) -> str:
 
 def _id_hash(event_id: str) -> bytes:
     return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+
+
+def _remembered(record: PatientRecord, id_hash: bytes, digest: bytes, arrival: datetime) -> str | None:
+    """The digest remembered for this id (hex), or ``None`` after remembering it now. Records of
+    16 bytes in arrival order; those older than ``DEDUP_HOURS`` (or beyond ``DEDUP_MAX``) go."""
+    blob = record.seen
+    at = blob.find(id_hash)
+    while at != -1:
+        if at % _SEEN_RECORD == 0:
+            return blob[at + 8:at + 12].hex()
+        at = blob.find(id_hash, at + 1)
+    minute = int(arrival.timestamp() // 60)
+    horizon = minute - DEDUP_HOURS * 60
+    cut = 0
+    while cut < len(blob) and int.from_bytes(blob[cut + 12:cut + 16], "little") < horizon:
+        cut += _SEEN_RECORD
+    blob = blob[max(cut, len(blob) - (DEDUP_MAX - 1) * _SEEN_RECORD):]
+    record.seen = blob + id_hash + digest + minute.to_bytes(4, "little")
+    return None
 
 
 def _timer_key(core: str, kind: str, key: str) -> tuple[str, str, str]:
@@ -96,7 +121,7 @@ class _Ctx:
         self.engine._fire_own(self.record, self.core, key, kinds, before)
 
     def report(self, event_id: str, reason: str, payload: bytes, field: str = "") -> None:
-        self.engine._step.notices.append(Notice(event_id, reason, field, keep=True, payload=payload))
+        self.engine._step.notices.append(Notice(event_id, reason, field, keep=True, payload=payload, kind="unmatched"))
 
 
 class Engine:
@@ -140,19 +165,31 @@ class Engine:
 
     # -- public API -------------------------------------------------------------------------
 
-    def handle(self, event: Event, seq: int = 0, digest: str | None = None) -> Step:
+    def handle(self, event: Event, seq: int = 0, digest: str | None = None, ceiling: datetime | None = None) -> Step:
         """Handle one inbound event (arrival order). ``seq``: its stream sequence, if live;
         ``digest``: a hash of its content (default: of the model), to tell a repeated
-        ``event_id`` with other content apart."""
+        ``event_id`` with other content apart; ``ceiling``: live, the wall clock plus a tolerance,
+        past which no event moves the clock (it is still judged by its own time) and a clock
+        tick is ignored (architecture.md rule 9: bounded clocks)."""
         self._step = step = Step()
         when = event.occurred_at
         is_tick = event.type == "clock.tick"
+        if ceiling is not None and when > ceiling:
+            if is_tick:
+                step.applied = False
+                step.notices.append(Notice(event.event_id, "clock.tick from the future (beyond the wall clock and "
+                                           "its tolerance): ignored", "occurred_at", kind="future"))
+                return step
+            step.notices.append(Notice(event.event_id, "dated beyond the wall clock and its tolerance: judged by "
+                                       "its own time; the clock does not follow it", "occurred_at", kind="future"))
+            when = ceiling
         if not is_tick and self.owns is not None and not self.owns(event.patient_id):  # type: ignore[attr-defined]
             step.applied = False  # another partition's patient: only event time moves here
             self._move_clock(when, inclusive=False)
             return step
         record = None if is_tick else self._record(event.patient_id)  # type: ignore[attr-defined]
-        if (record is not None and seq and seq <= record.last_seq) or self._is_duplicate(event, record, digest):
+        arrival = when if self.clock is None or when > self.clock else self.clock
+        if (record is not None and seq and seq <= record.last_seq) or self._is_duplicate(event, record, digest, arrival):
             step.applied = False  # a redelivery of an event already applied, or a duplicate id
             return step
         heap = self._heap
@@ -228,11 +265,11 @@ class Engine:
             for name, state in record.slices.items()
         )
         timers = [[t.due.isoformat(), t.seq, *name] for name, t in record.timers.items()]
-        head = json.dumps({"patient_id": record.patient_id, "last_seq": record.last_seq, "seen": record.seen.hex(),
+        head = json.dumps({"patient_id": record.patient_id, "last_seq": record.last_seq, "seen16": record.seen.hex(),
                            "timers": timers}, separators=(",", ":")).encode()
         return head[:-1] + b',"slices":{' + slices + b"}}"
 
-    def _is_duplicate(self, event: Event, record: PatientRecord | None, digest: str | None) -> bool:
+    def _is_duplicate(self, event: Event, record: PatientRecord | None, digest: str | None, arrival: datetime) -> bool:
         if digest is None:
             digest = content_digest(event.model_dump_json().encode())
         if self._all_seen is not None or record is None:  # offline (every id) or a clock tick
@@ -245,20 +282,14 @@ class Engine:
                 if self._all_seen is None and len(seen) > DEDUP_MEMORY:
                     del seen[next(iter(seen))]
                 return False
-        else:  # live: a small per-patient memory, compact because every patient carries it
-            id_hash, blob = _id_hash(event.event_id), record.seen
-            earlier = None
-            for at in range(0, len(blob), _SEEN_RECORD):
-                if blob[at:at + 8] == id_hash:
-                    earlier = blob[at + 8:at + _SEEN_RECORD].hex()
-                    break
+        else:  # live: every id of the patient's last 24 h (stream time), compactly
+            earlier = _remembered(record, _id_hash(event.event_id), bytes.fromhex(digest), arrival)
             if earlier is None:
-                blob += id_hash + bytes.fromhex(digest)
-                record.seen = blob[-DEDUP_MEMORY * _SEEN_RECORD:]
                 return False
         if earlier != digest:
             self._step.notices.append(Notice(
-                event.event_id, "duplicate event_id with different content: dropped", "event_id", keep=True))
+                event.event_id, "duplicate event_id with different content: dropped", "event_id", keep=True,
+                kind="duplicate", detail=(("Im-Digest-Earlier", earlier), ("Im-Digest-Received", digest))))
         return True
 
     def _dispatch(self, record: PatientRecord, event: Any, event_id: str | None) -> None:
@@ -299,9 +330,19 @@ class Engine:
                 return
             due, _, name = min(due_now)
             del record.timers[name]
-            ctx = _Ctx(self, record, core, None)
-            ctx.now = due
-            core.fire(self._slice(record, core), name[1], key, due, ctx)
+            self._fire(record, core, name[1], key, due)
+
+    def _fire(self, record: PatientRecord, core: Core, kind: str, key: str, due: datetime) -> None:
+        """One timer. A core that fails on it is a defect: the timer is dropped and reported (a
+        failing timer would otherwise fail again at every later event and stop all alerting)."""
+        ctx = _Ctx(self, record, core, None)
+        ctx.now = due
+        try:
+            core.fire(self._slice(record, core), kind, key, due, ctx)
+        except Exception as exc:
+            self._step.notices.append(Notice(
+                None, f"internal: {core.name} timer {kind} failed with {type(exc).__name__}; dropped", internal=True,
+                kind="internal"))
 
     def _fire_until(self, now: datetime, inclusive: bool) -> None:
         heap = self._heap
@@ -317,8 +358,5 @@ class Engine:
             del record.timers[name]
             self.dirty.add(patient_id)
             core_name, kind, key = name
-            core = self._by_name[core_name]
-            ctx = _Ctx(self, record, core, None)
-            ctx.now = due
-            core.fire(self._slice(record, core), kind, key, due, ctx)
+            self._fire(record, self._by_name[core_name], kind, key, due)
             self._drain_facts()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta, tzinfo
+from datetime import tzinfo
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
@@ -72,6 +72,11 @@ class MonitorConfig(BaseModel):
     # every reading stays a baseline candidate as long
     pending_reading_hours: int = 24
     reading_log_limit: int = 1440  # readings kept per patient at most (one a minute for 24 h)
+    pending_bytes_limit: int = 131_072  # the text kept for pending readings per patient (ids, symptoms)
+    # bookkeeping bounds, so that no producer can grow one patient's stored state past the
+    # server's payload limit (a checkpoint that cannot be written would stop the monitor)
+    open_sessions_limit: int = 8  # open sessions per patient; a further start is bad input
+    sessions_limit: int = 32  # sessions kept per patient (closed ones are forgotten first)
     # bookkeeping (not clinical): how much history a patient keeps
     closed_session_memory_hours: int = 48
 

@@ -23,6 +23,9 @@ class Notice:
     rejected: bool = False  # True: the event (or a part of it) is bad input for the dead letters
     keep: bool = False  # a warning whose input is kept in the dead letters too (a conflicting duplicate)
     payload: bytes | None = None  # the input to keep, when it is not the message being handled (an expired pending reading)
+    internal: bool = False  # a defect (a core failed on a timer), not bad input: for operators
+    kind: str = ""  # what to count it as (live metrics): "duplicate", "future", "unmatched", ...
+    detail: tuple[tuple[str, str], ...] = ()  # more to keep with a dead letter (header, value)
 
 
 @dataclass(slots=True)

@@ -36,6 +36,7 @@ from typing import Any
 from nats.js import JetStreamContext
 
 from ..runtime.access import NatsAccess, access_for
+from ..runtime.health import Heartbeats, instance_name
 from ..runtime.logs import get_logger
 from ..runtime.names import Names
 from ..runtime.settings import Settings
@@ -312,11 +313,19 @@ async def run_gateway(settings: Settings, nats_url: str | NatsAccess, gateway_co
                         failed.set_result(exc)
 
         ticker = asyncio.create_task(ticking())
+
+        async def status() -> dict[str, Any]:
+            return {"counters": dict(gateway.counts)}
+
+        heartbeats = Heartbeats(broker.connection, names, SERVICE, instance_name(), status, log=log)
+        if names.ns == Names().ns:
+            heartbeats.start()
         log.info("gateway listening", mllp_port=mllp_port, http_port=http_port, state_keys=len(book.base),
                  site_timezone=config.site_timezone)
         try:
             yield RunningGateway(gateway, mllp_port, http_port, failed)
         finally:
+            await heartbeats.stop()
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await ticker

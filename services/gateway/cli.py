@@ -26,16 +26,24 @@ def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_hl7_send_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", type=Path, help="HL7 files (one or more messages each)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=2575)
+    parser.add_argument("files", nargs="+", type=Path, help="HL7 files (one or more messages each), sent in order")
+    parser.add_argument("--host", default="127.0.0.1", help="the gateway's MLLP address (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=2575, help="the gateway's MLLP port (default: 2575)")
+    parser.add_argument("--now", action="store_true",
+                        help="replay the files as a live feed: move every time the gateway reads (MSH-7, EVN-2/6, "
+                             "OBR-7/22, OBX-14, SPM-17, ...) so that the first message is now and the rest keep "
+                             "their spacing, give the set fresh control ids and order numbers, and send each "
+                             "message when its moved time comes (default: off, the messages as they are, at once)")
+    parser.add_argument("--site-tz", help="with --now: the time zone of HL7 times without an offset "
+                                          "(default: $INFUSION_MONITOR_SITE_TZ, else UTC)")
 
 
 def add_hl7_lint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", type=Path, help="HL7 files (one or more messages each) or FHIR .json")
     parser.add_argument("--config", type=Path,
                         help="the gateway's TOML configuration (default: $INFUSION_MONITOR_CONFIG)")
-    parser.add_argument("--site-tz", help="time zone of HL7 times without an offset (overrides the configuration)")
+    parser.add_argument("--site-tz", help="time zone of HL7 times without an offset, overriding the configuration "
+                                          "(default: the configuration's, else $INFUSION_MONITOR_SITE_TZ, else UTC)")
 
 
 LINT_SECRET = "hl7-lint-placeholder-secret"  # when no site secret is configured: keys are not the site's

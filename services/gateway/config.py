@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ..runtime.addresses import check_entries
+from ..runtime.limits import GATEWAY_MESSAGE_MAX
 from ..runtime.tls import ServerTls
 
 SECRET_ENV = "INFUSION_MONITOR_PATIENT_KEY_SECRET"
@@ -178,7 +179,9 @@ class GatewayConfig(BaseModel):
     message_identity_days: float = Field(default=30.0, gt=0)
     #: wall-clock tick of the pump grace timer (seconds)
     tick_seconds: float = Field(default=30.0, gt=0)
-    max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    # one HL7 message or FHIR body at most (kept whole in the gateway's dead letters, which must
+    # stay below the server's payload limit: runtime/limits.py)
+    max_message_bytes: int = Field(default=GATEWAY_MESSAGE_MAX, ge=1024, le=GATEWAY_MESSAGE_MAX)
     #: an MLLP connection idle this long is closed (senders reconnect)
     idle_timeout_s: float = Field(default=120.0, gt=0, le=3600)
     #: who may open an MLLP connection at all (addresses or networks; ``0.0.0.0/0``: anyone)

@@ -59,6 +59,7 @@ class LabMonitor:
             day = ev.occurred_at.astimezone(ctx.config.tz).date()
             if day not in st.starts:
                 insort(st.starts, day)
+                del st.starts[:-512]  # decades of treatment; older ones no longer matter (112 days)
 
     def _result(self, st: LabPatient, ev: LabResulted, ctx: Context) -> None:
         code = ev.code.strip()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from ..engine.bus import Engine
 from ..engine.config import MonitorConfig
-from ..engine.cores import all_cores
+from ..cores import all_cores
 from .core import PagerCore
 from .routes import PagerRoutes, load_routes, record_only
 

@@ -42,6 +42,7 @@ from schemas.outbound import AlertAcknowledged
 
 from ..engine.bus import Engine
 from ..runtime.access import NatsAccess, access_for
+from ..runtime.health import Heartbeats, instance_name
 from ..runtime.shells import deliver_prefix, pull_batches, stop_consuming
 from ..runtime.tls import ServerTls
 from ..runtime.tokens import TokenFile
@@ -59,6 +60,8 @@ from .delivery import Dispatcher, make_dispatcher
 from .reports import Reports
 from .routes import PagerRoutes
 from .runner import SERVICE, PagerRunner
+from .watch import WatchdogShell
+from .watchdog import WatchdogSettings
 
 BATCH = 64
 DURABLE_ALERTS = "pager"
@@ -111,6 +114,7 @@ class RunningPager:
     dispatcher: Dispatcher
     reports: Reports
     acm_status: dict[str, tuple[str, int]]  # acm destination -> address of its PCD-05 listener
+    watch: WatchdogShell
     endpoint: AckEndpoint | None = None
 
 
@@ -158,10 +162,17 @@ async def initial_cursor(js: Any, stream: str, durable: str) -> int:
         await sub.unsubscribe()
 
 
+def _status(runner: PagerRunner, dispatcher: Dispatcher) -> Any:
+    async def status() -> dict[str, Any]:
+        return {"counters": {"processed": runner.processed, "requested": runner.requested, "sent": dispatcher.sent}}
+    return status
+
+
 async def _consume(sub: Any, stream: str, runner: PagerRunner, failed: asyncio.Future[BaseException],
-                   log: Any) -> None:
+                   log: Any, connection: Any = None) -> None:
     try:
-        async for msgs in pull_batches(sub, BATCH, failed, log, idle_wait=IDLE_WAIT_S, top_up_wait=TOP_UP_WAIT_S):
+        async for msgs in pull_batches(sub, BATCH, failed, log, idle_wait=IDLE_WAIT_S, top_up_wait=TOP_UP_WAIT_S,
+                                       connection=connection):
             await runner.process(stream, msgs)
     except Exception as exc:  # crash-only: memory may be ahead of storage
         _fail(failed, exc, log, "consumer")
@@ -201,7 +212,8 @@ async def run_pager(settings: Settings, nats_url: str | NatsAccess, routes: Page
         async def observe(event: Any) -> None:
             await runner_box[0].observe(event)
 
-        reports = Reports(js, names, observe, log, failed)
+        connection = broker.connection
+        reports = Reports(js, names, observe, log, failed, connected=lambda: connection.is_connected)
         dispatcher = make_dispatcher(routes, client, settings.monitor, reports, log, env=pager.env or None,
                                      **(worker_options or {}))
         runner = PagerRunner(engine, js, names, store, dispatcher.submit, log, stored.meta)
@@ -215,6 +227,11 @@ async def run_pager(settings: Settings, nats_url: str | NatsAccess, routes: Page
         stack.push_async_callback(dispatcher.stop)
         backlog = runner.pending_pages()
         dispatcher.submit(backlog)  # the outboxes: requests a previous run did not get delivered
+        watch = await WatchdogShell(connection, names, WatchdogSettings.load(pager.env or None), routes, observe,
+                                    dispatcher.submit, client, log, failed=failed).start()
+        stack.push_async_callback(watch.stop)
+        heartbeats = Heartbeats(connection, names, SERVICE, instance_name(), _status(runner, dispatcher), log=log).start()
+        stack.push_async_callback(heartbeats.stop)
         log.info("pager starting", patients=len(stored.records), clock=clock_at, clock_mode=clock,
                  routes=[r.name for r in routes.routes], destinations=sorted(routes.destinations),
                  pending_requests=len(backlog))
@@ -266,9 +283,9 @@ async def run_pager(settings: Settings, nats_url: str | NatsAccess, routes: Page
         for stream, (durable, _) in subjects.items():
             sub = await js.pull_subscribe_bind(durable, stream, inbox_prefix=deliver_prefix("pager"))
             subs.append(sub)
-            tasks.append(asyncio.create_task(_consume(sub, stream, runner, failed, log)))
+            tasks.append(asyncio.create_task(_consume(sub, stream, runner, failed, log, connection)))
         try:
-            yield RunningPager(broker, runner, failed, ack_url, dispatcher, reports, acm_status, endpoint)
+            yield RunningPager(broker, runner, failed, ack_url, dispatcher, reports, acm_status, watch, endpoint)
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)

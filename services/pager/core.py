@@ -19,6 +19,10 @@ Per alert (``docs/paging.md``):
   at once, as if its tier had timed out.
 - ``session.closed``: every open alert of the session is resolved (reason ``session_closed``);
   one that was paged and never acknowledged first goes to the failsafe (which keeps it open).
+  Whatever the alert's age: an open alert of a session not yet closed is never forgotten (see
+  ``FORGET``), and an alert dated at or before its session's close that arrives after the
+  ``session.closed`` (the alert and output streams are read by two consumers, in no common
+  order) is resolved as soon as it arrives.
 - ``operator.condition`` (operator key only): a condition about the product began or ended;
   one operator alert per condition and subject is raised, and resolved when it ends.
 
@@ -40,7 +44,7 @@ from schemas.vocab import ESCALATING_STATES, AckVia, DeliveryState, ResolveReaso
 from ..engine.core import Context
 from ..engine.ids import stable_id
 from .routes import OPERATOR_KIND_PREFIX, PagerRoutes, Route
-from .state import PatientAlerts, TrackedAlert
+from .state import CLOSED_SESSIONS_KEPT, PatientAlerts, TrackedAlert
 
 REPAGE, ESCALATE, FORGET = "repage", "escalate", "forget"
 TRIGGER, ACKNOWLEDGE, RESOLVE = "trigger", "acknowledge", "resolve"
@@ -99,6 +103,8 @@ class PagerCore:
         if alert is None:
             return
         if kind == FORGET:
+            if not alert.resolved and alert.session_id is not None and alert.session_id not in st.closed_sessions:
+                return  # its session is open: kept until the close resolves it (then forgotten after memory_hours)
             if alert.pending:
                 ctx.warn(f"alert {alert.alert_id} forgotten with {len(alert.pending)} request(s) never delivered")
             del st.alerts[key]
@@ -142,6 +148,9 @@ class PagerCore:
         ctx.set_timer(at + timedelta(days=self.routes.acknowledged_memory_days), FORGET, alert.alert_id)
         if old is not None and not old.resolved:
             ctx.emit(self._resolution(old, ResolveReason.SUPERSEDED, at, ctx.patient_id))
+        closed_at = st.closed_sessions.get(ev.session_id) if ev.session_id else None
+        if closed_at is not None and at <= closed_at:  # its session.closed came first
+            ctx.emit(self._resolution(alert, ResolveReason.SESSION_CLOSED, closed_at, ctx.patient_id))
 
     def _acknowledged(self, st: PatientAlerts, ev: Any, ctx: Context) -> None:
         alert = st.alerts.get(ev.alert_id)
@@ -209,6 +218,10 @@ class PagerCore:
             ctx.warn(f"alert {alert.alert_id}: its failsafe {ev.destination!r} cannot be reached ({state.value})")
 
     def _session_closed(self, st: PatientAlerts, ev: Any, ctx: Context) -> None:
+        st.closed_sessions.pop(ev.session_id, None)
+        st.closed_sessions[ev.session_id] = ev.occurred_at
+        while len(st.closed_sessions) > CLOSED_SESSIONS_KEPT:
+            del st.closed_sessions[next(iter(st.closed_sessions))]
         for alert in list(st.alerts.values()):
             if alert.session_id == ev.session_id and not alert.resolved:
                 ctx.emit(self._resolution(alert, ResolveReason.SESSION_CLOSED, ev.occurred_at, ctx.patient_id))

@@ -165,6 +165,7 @@ class DestinationWorker:
         self.confirmed = False  # a request went through since this worker started
         self.sent = 0
         self.attempts = 0
+        self.errors = 0  # deliveries a defect stopped (each reported failed)
         self.task: asyncio.Task[None] | None = None
 
     @property
@@ -201,7 +202,14 @@ class DestinationWorker:
                 self.wake.clear()
                 await self.wake.wait()
             page = self.queue[0]
-            await self._deliver(page)
+            try:
+                await self._deliver(page)
+            except Exception as exc:  # a defect outside the transport: loud, and this queue goes on
+                self.errors += 1
+                self.log.critical("delivery failed unexpectedly; reported failed (its alert escalates)",
+                                  destination=self.name, page_event_id=page.event_id, error=type(exc).__name__)
+                with contextlib.suppress(Exception):
+                    self.reporter.state(page, DeliveryState.FAILED, None, "internal")
             self.queue.popleft()
             self.reported_down.discard(page.event_id)
 

@@ -65,8 +65,12 @@ class Reports:
 
     def __init__(self, js: Any, names: Names, observe: Callable[[OperatorCondition], Awaitable[None]], log: Any,
                  failed: asyncio.Future[BaseException] | None = None,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 connected: Callable[[], bool] | None = None) -> None:
+        """``connected``: whether the broker is there; while it is away, reports wait for it
+        (the watchdog pages that) instead of stopping the bridge."""
         self.js, self.names, self.observe, self.log, self.failed, self.now = js, names, observe, log, failed, now
+        self.connected = connected
         self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
         self.published = 0
@@ -113,7 +117,12 @@ class Reports:
                 self.queue.task_done()
 
     async def _one(self, kind: str, item: Any) -> None:
-        for attempt in range(1, PUBLISH_TRIES + 1):
+        attempt = 0
+        while attempt < PUBLISH_TRIES:
+            if self.connected is not None and not self.connected():
+                await asyncio.sleep(0.5)  # the broker is away: wait (bounded by what is in flight)
+                continue
+            attempt += 1
             try:
                 if kind == "observe":
                     await self.observe(item)

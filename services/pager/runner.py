@@ -45,7 +45,7 @@ from schemas.parse import Rejection
 
 from ..engine.bus import Engine, content_digest
 from ..runtime.names import ALERT_TYPES, Names
-from ..worker.runner import DeadLetter
+from ..runtime.limits import DeadLetter
 from ..worker.store import StateStore
 from .core import OPERATOR_KEY, PagerCore, page_from
 from .state import PatientAlerts
@@ -219,7 +219,8 @@ class PagerRunner:
             publishes.append(js.publish(names.audit(event.type, event.patient_id), data, headers=headers))
             self._log_output(event)
         for letter in dead:
-            publishes.append(js.publish(names.dlq(SERVICE), letter.raw, headers=letter.headers(SERVICE)))
+            body, headers = letter.body_and_headers(SERVICE)
+            publishes.append(js.publish(names.dlq(SERVICE), body, headers=headers))
         await asyncio.gather(*publishes)
         meta = {
             "clock": format_time(self.engine.clock) if self.engine.clock else None,

@@ -40,7 +40,13 @@ class TrackedAlert:
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+CLOSED_SESSIONS_KEPT = 32  # a patient's latest closed sessions the pager remembers (years of infusions)
+
+
 @dataclass(slots=True)
 class PatientAlerts:
     alerts: dict[str, TrackedAlert] = field(default_factory=dict)  # alert_id -> alert
     conditions: dict[str, str] = field(default_factory=dict)  # operator key only: "kind/subject" -> open alert_id
+    # session_id -> its close time, the latest CLOSED_SESSIONS_KEPT: an alert of the session that
+    # reaches the pager after its session.closed (two streams, no order between them) is resolved too
+    closed_sessions: dict[str, datetime] = field(default_factory=dict)

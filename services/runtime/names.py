@@ -8,6 +8,7 @@
 | dead letters | ``{ns}.dlq.<service>`` | ``{NS}_DLQ`` |
 | audit trail of the paging bridge (lifecycle, page requests, delivery attempts) | ``{ns}.audit.<patient>.<type>`` | ``{NS}_AUDIT`` |
 | service state | KV bucket ``{ns}-state-<service>`` | |
+| heartbeats of every service (the watchdog) | ``{ns}.health.<service>.<instance>`` | none (core NATS) |
 | the gateway's dead letters (raw HL7/FHIR: identifying, operators only) | ``{ns}.gwdlq.<feed>`` | ``{NS}_GW_DLQ`` |
 
 ``<patient>`` is the event's ``patient_id`` when it is a valid subject token, else a hash of it
@@ -75,6 +76,14 @@ class Names:
 
     def dlq(self, service: str) -> str:
         return f"{self.ns}.dlq.{service}"
+
+    def health(self, service: str, instance: str) -> str:
+        """A service's heartbeats (core NATS, not stored; the pager's watchdog listens)."""
+        return f"{self.ns}.health.{service}.{patient_token(instance)}"
+
+    @property
+    def health_all(self) -> str:
+        return f"{self.ns}.health.>"
 
     def state_bucket(self, service: str) -> str:
         return f"{self.ns}-state-{service}"

@@ -10,6 +10,8 @@
 | ``INFUSION_MONITOR_LOG_FORMAT`` | ``json`` or ``console`` (default: console on a terminal) | auto |
 | ``INFUSION_MONITOR_TICK_SECONDS`` | how often the live services move their clock to the wall clock | ``1.0`` |
 | ``INFUSION_MONITOR_PATIENT_KEY_PATTERN`` | the pattern every producer's ``patient_id`` must match (a regular expression, in full) | ``pk-[0-9a-z][0-9a-z_-]{0,63}`` |
+| ``INFUSION_MONITOR_FUTURE_TOLERANCE_S`` | live, how far ahead of the wall clock an event may move a service's clock | ``300`` |
+| ``INFUSION_MONITOR_MESSAGE_RETRIES`` | how often a message a service failed on is tried again before it is set aside | ``2`` |
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class Settings:
     log_format: str | None = None
     tick_seconds: float = 1.0
     patient_key_pattern: str | None = None  # None: schemas.base.DEFAULT_PATIENT_KEY_PATTERN
+    future_tolerance_s: float = 300.0
+    message_retries: int = 2
 
     @classmethod
     def load(cls, profile: str | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -53,6 +57,8 @@ class Settings:
             log_format=env.get("INFUSION_MONITOR_LOG_FORMAT"),
             tick_seconds=float(env.get("INFUSION_MONITOR_TICK_SECONDS", "1.0")),
             patient_key_pattern=checked_key_pattern(env.get("INFUSION_MONITOR_PATIENT_KEY_PATTERN") or None),
+            future_tolerance_s=float(env.get("INFUSION_MONITOR_FUTURE_TOLERANCE_S", "300")),
+            message_retries=int(env.get("INFUSION_MONITOR_MESSAGE_RETRIES", "2")),
         )
 
 

@@ -99,13 +99,15 @@ async def start_http(app: Any, bind: str, what: str, tls: ServerTls | None = Non
 
 async def pull_batches(sub: Any, batch: int, stop: asyncio.Future[Any], log: Any, *,
                        on_idle: Callable[[], Awaitable[None]] | None = None, idle_wait: float = 0.25,
-                       top_up_wait: float = 0.002, give_up_after: float = 30.0) -> AsyncIterator[list[Any]]:
+                       top_up_wait: float = 0.002, give_up_after: float = 30.0,
+                       connection: Any | None = None) -> AsyncIterator[list[Any]]:
     """Batches from a JetStream pull subscription, until ``stop`` is done.
 
     A fetch of one message blocks while the stream is idle (then ``on_idle`` runs), and whatever
     else is ready joins it, up to ``batch``. A fetch that fails otherwise (a node failing over, a
     reconnect) is retried every half second; after ``give_up_after`` seconds of nothing but errors
-    the last one is raised, so the service stops and is restarted instead of idling deaf."""
+    while connected the last one is raised, so the service stops and is restarted instead of
+    idling deaf. While ``connection`` (the nats client) is reconnecting, it waits."""
     failing_since: float | None = None
     while not stop.done():
         try:
@@ -117,6 +119,10 @@ async def pull_batches(sub: Any, batch: int, stop: asyncio.Future[Any], log: Any
             continue
         except Exception as exc:  # noqa: BLE001 - every transport error is retried, bounded
             now = time.monotonic()
+            if connection is not None and not connection.is_connected and not connection.is_closed:
+                failing_since = None  # the broker is away: wait for it (the watchdog says so)
+                await asyncio.sleep(0.5)
+                continue
             failing_since = failing_since or now
             if now - failing_since > give_up_after:
                 raise

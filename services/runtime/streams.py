@@ -29,6 +29,12 @@ from nats.js.api import (
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
+from .limits import (
+    DEAD_LETTER_MAX_BYTES,
+    GATEWAY_DEAD_LETTER_MAX_BYTES,
+    INBOUND_MAX_BYTES,
+    OUTPUT_MAX_BYTES,
+)
 from .names import Names
 
 DAY = 24 * 3600.0
@@ -46,13 +52,16 @@ class StreamPolicy:
 
 
 def stream_configs(names: Names, policy: StreamPolicy = StreamPolicy()) -> list[StreamConfig]:
-    def make(name: str, subjects: list[str], max_age: float, append_only: bool = False) -> StreamConfig:
+    """Every stream with a message size limit below the server's (runtime/limits.py): an
+    inbound event larger than ``INBOUND_MAX_BYTES`` is refused to its producer at publish."""
+    def make(name: str, subjects: list[str], max_age: float, max_bytes: int, append_only: bool = False) -> StreamConfig:
         return StreamConfig(
             name=name,
             subjects=subjects,
             storage=StorageType.FILE,
             retention=RetentionPolicy.LIMITS,
             max_age=max_age,
+            max_msg_size=max_bytes,
             duplicate_window=policy.dedup_window_s,
             num_replicas=policy.replicas,
             # the audit trail (and the alerts in it) is append-only: no message deletes, no purge,
@@ -64,11 +73,11 @@ def stream_configs(names: Names, policy: StreamPolicy = StreamPolicy()) -> list[
 
     ns = names.ns
     return [
-        make(names.stream_in, [f"{ns}.in.>"], policy.inbound_max_age_s),
-        make(names.stream_alerts, [f"{ns}.alert.>"], policy.alerts_max_age_s, append_only=True),
-        make(names.stream_out, [f"{ns}.out.>"], policy.out_max_age_s),
-        make(names.stream_dlq, [f"{ns}.dlq.>"], policy.dlq_max_age_s),
-        make(names.stream_audit, [f"{ns}.audit.>"], policy.audit_max_age_s, append_only=True),
+        make(names.stream_in, [f"{ns}.in.>"], policy.inbound_max_age_s, INBOUND_MAX_BYTES),
+        make(names.stream_alerts, [f"{ns}.alert.>"], policy.alerts_max_age_s, OUTPUT_MAX_BYTES, append_only=True),
+        make(names.stream_out, [f"{ns}.out.>"], policy.out_max_age_s, OUTPUT_MAX_BYTES),
+        make(names.stream_dlq, [f"{ns}.dlq.>"], policy.dlq_max_age_s, DEAD_LETTER_MAX_BYTES),
+        make(names.stream_audit, [f"{ns}.audit.>"], policy.audit_max_age_s, OUTPUT_MAX_BYTES, append_only=True),
     ]
 
 
@@ -160,6 +169,7 @@ def gateway_stream_configs(names: Names, policy: StreamPolicy = StreamPolicy()) 
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
         max_age=policy.dlq_max_age_s,
+        max_msg_size=GATEWAY_DEAD_LETTER_MAX_BYTES,
         duplicate_window=policy.dedup_window_s,
         num_replicas=policy.replicas,
     )]

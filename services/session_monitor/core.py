@@ -23,6 +23,7 @@ from schemas.inbound import (
     is_monitored_drug,
 )
 from schemas.outbound import (
+    AlertRaised,
     ContraindicationLifted,
     PatientContraindicated,
     ReactionRecorded,
@@ -48,6 +49,7 @@ UNMATCHED_CRITICAL = "critical reading matched no infusion session"
 # timer kinds: per session (key: session id) and per pending critical reading (key: its serial)
 BASELINE, NO_END, GAP, CLOSE, UNMATCHED = "baseline", "no_end", "gap", "close", "unmatched"
 SESSION_TIMERS = frozenset({BASELINE, NO_END, GAP, CLOSE})
+STARTS_KEPT = 512  # infusion starts remembered per patient (decades of treatment)
 
 
 class SessionMonitor:
@@ -113,13 +115,19 @@ class SessionMonitor:
         if ev.session_id in st.sessions:
             ctx.reject("a second infusion.started for a known session", "session_id")
             return
+        if sum(1 for s in st.sessions.values() if not s.closed) >= cfg.open_sessions_limit:
+            ctx.reject(f"more than {cfg.open_sessions_limit} open sessions for one patient: rejected until "
+                       "one closes", "session_id")
+            return
         t0 = ev.occurred_at
         earlier = [s for s in st.starts if s < t0]
         previous = earlier[-1] if earlier else None
-        number = ev.infusion_number or len(earlier) + 1
+        number = ev.infusion_number or st.starts_forgotten + len(earlier) + 1
         gap_days = preinfusion.reexposure_gap_days(previous, t0, cfg)
         reexposure = gap_days is not None and gap_days > cfg.reexposure_gap_days
         insort(st.starts, t0)
+        if len(st.starts) > STARTS_KEPT:  # (only the latest count; the older ones are counted)
+            st.starts, st.starts_forgotten = st.starts[-STARTS_KEPT:], st.starts_forgotten + len(st.starts) - STARTS_KEPT
         session = Session(
             session_id=ev.session_id,
             started_at=t0,
@@ -138,13 +146,9 @@ class SessionMonitor:
             persistent_antibodies=st.persistent_antibodies,
             config=cfg,
         ):
-            ctx.emit(make_alert(
-                patient_id=ctx.patient_id, at=t0, kind=finding.kind, severity=finding.severity,
-                rule=finding.rule, condition=finding.rule.value, session_id=session.session_id, site_id=session.site_id,
-                summary=f"{finding.summary} ({finding.rule.value}, session {session.session_id})",
-                action=finding.action,
-                evidence={**finding.evidence, "infusion_number": number},
-            ))
+            self._raise(session, ctx, at=t0, kind=finding.kind, severity=finding.severity, rule=finding.rule,
+                        summary=f"{finding.summary} ({finding.rule.value}, session {session.session_id})",
+                        action=finding.action, evidence={**finding.evidence, "infusion_number": number})
         if reexposure:
             ctx.emit(ReexposureRecorded(
                 event_id=stable_id("ev", "reexposure", ctx.patient_id, session.session_id),
@@ -208,7 +212,7 @@ class SessionMonitor:
                 ctx.set_timer(ctx.now + timedelta(hours=cfg.pending_reading_hours), UNMATCHED, str(serial))
         else:  # (a symptoms-only charting is no baseline candidate: not logged)
             serial = st.log.append(ev.occurred_at, ctx.now, values, cfg.pending_reading_hours) if values else None
-        for old, pending in st.log.trim(cfg.reading_log_limit):
+        for old, pending in st.log.trim(cfg.reading_log_limit, cfg.pending_bytes_limit if session is None else None):
             self._evicted(old, pending, ctx)
         if session is not None:
             self._judge(st, session, ev.occurred_at, values, ev.event_id, ev.symptoms, serial, ctx)
@@ -245,12 +249,12 @@ class SessionMonitor:
         self._report(*found, f"{UNMATCHED_CRITICAL} within {ctx.config.pending_reading_hours} h", ctx)
 
     def _evicted(self, reading: Reading, pending: Pending, ctx: Context) -> None:
-        """A pending reading pushed out of the log by its size limit before 24 h (a flood of
-        readings for one patient): reported with the event when it meets any of R7-R13 alone."""
+        """A pending reading pushed out by the log's limits before 24 h (a flood of readings for
+        one patient): reported with the event when it meets any of R7-R13 alone."""
         ctx.cancel_timer(UNMATCHED, str(reading.serial))
         if grade(reading.values, pending.symptoms, None, ctx.config):
             self._report(reading, pending, f"pending reading dropped: more than {ctx.config.reading_log_limit} "
-                         "readings of this patient within 24 h", ctx)
+                         "readings (or pending text) of this patient within 24 h", ctx)
 
     def _report(self, reading: Reading, pending: Pending, reason: str, ctx: Context) -> None:
         event = {"type": "vitals.recorded", "event_id": pending.event_id,
@@ -301,15 +305,10 @@ class SessionMonitor:
         systolic = values.get("systolic_mmhg")
         if Rule.R7 in met and base_sys and systolic is not None and systolic_fall_exceeds(base_sys, systolic, cfg.systolic_fall_pct):
             evidence["systolic_fall_pct"] = round((base_sys - systolic) * 100 / base_sys, 1)
-        alert = make_alert(
-            patient_id=ctx.patient_id, at=at, kind=spec.kind, severity=spec.severity,
-            rule=spec.rule, condition=spec.rule.value, session_id=session.session_id, site_id=session.site_id,
-            summary=_reaction_summary(spec, session, values, session.symptoms),
-            action=spec.action, evidence=evidence,
-            outside_window=not is_inside(session, at),
-            supersedes=current.alert_id if current else None,
-        )
-        ctx.emit(alert)
+        alert = self._raise(session, ctx, at=at, kind=spec.kind, severity=spec.severity, rule=spec.rule,
+                            summary=_reaction_summary(spec, session, values, session.symptoms),
+                            action=spec.action, evidence=evidence, outside_window=not is_inside(session, at),
+                            supersedes=current.alert_id if current else None)
         session.alerts = {**session.alerts, spec.kind.value: AlertRef(alert_id=alert.alert_id, rank=spec.rank)}
         st.had_reaction = True
         self._count_for_outcome(session, spec.rule, spec.kind, spec.severity)
@@ -338,28 +337,20 @@ class SessionMonitor:
         session.baseline_fixed, session.baseline, session.baseline_systolic = True, pack_values(fixed), fixed.get("systolic_mmhg")
         if found:
             return
-        ctx.emit(make_alert(
-            patient_id=ctx.patient_id, at=due, kind=AlertKind.MONITORING_NO_BASELINE,
-            severity=Severity.MEDIUM, rule=Rule.R6, condition=Rule.R6.value,
-            session_id=session.session_id, site_id=session.site_id,
-            summary=f"No baseline vitals around the infusion start (R6, session {session.session_id})",
-            action="Take a full set of vitals now; the reaction grading has no baseline for a relative fall.",
-            evidence={"window_from": format_time(session.started_at - timedelta(minutes=cfg.baseline_lookback_minutes)),
-                      "window_to": format_time(due)},
-        ))
+        self._raise(session, ctx, at=due, kind=AlertKind.MONITORING_NO_BASELINE, severity=Severity.MEDIUM, rule=Rule.R6,
+                    summary=f"No baseline vitals around the infusion start (R6, session {session.session_id})",
+                    action="Take a full set of vitals now; the reaction grading has no baseline for a relative fall.",
+                    evidence={"window_from": format_time(session.started_at - timedelta(minutes=cfg.baseline_lookback_minutes)),
+                              "window_to": format_time(due)})
 
     def _no_end(self, session: Session, due: datetime, ctx: Context) -> None:
         """M2 at t0 + 180 min without ``infusion.ended``: t0 + 180 is taken as the end."""
         if session.ended_at is not None or session.closed:
             return
-        ctx.emit(make_alert(
-            patient_id=ctx.patient_id, at=due, kind=AlertKind.MONITORING_NO_END,
-            severity=Severity.MEDIUM, rule=Rule.M2, condition=Rule.M2.value,
-            session_id=session.session_id, site_id=session.site_id,
-            summary=f"No infusion end recorded {ctx.config.no_end_minutes} min after start (M2, session {session.session_id})",
-            action="Check the pump and chart the infusion end; the window is timed from now until it is.",
-            evidence={"minutes_since_start": minutes_between(due, session.started_at)},
-        ))
+        self._raise(session, ctx, at=due, kind=AlertKind.MONITORING_NO_END, severity=Severity.MEDIUM, rule=Rule.M2,
+                    summary=f"No infusion end recorded {ctx.config.no_end_minutes} min after start (M2, session {session.session_id})",
+                    action="Check the pump and chart the infusion end; the window is timed from now until it is.",
+                    evidence={"minutes_since_start": minutes_between(due, session.started_at)})
         session.ended_at, session.end_assumed = due, True
         self._set_window_end(session, ctx)
 
@@ -379,20 +370,16 @@ class SessionMonitor:
         if session.window_end is not None and due >= session.window_end:
             return
         session.gap_count += 1
-        alert = make_alert(
-            patient_id=ctx.patient_id, at=due, kind=AlertKind.MONITORING_GAP,
-            severity=Severity.MEDIUM, rule=Rule.M1, condition=f"gap@{format_time(since)}",
-            session_id=session.session_id, site_id=session.site_id,
-            summary=f"No vitals for {minutes_between(due, since):g} min (M1, session {session.session_id})",
-            action="Take and chart a full set of vitals now.",
-            evidence={
-                "last_reading_at": format_time(session.last_reading_at) if session.last_reading_at else None,
-                "gap_limit_minutes": limit,
-                "enhanced_monitoring": limit == ctx.config.gap_minutes_enhanced,
-                "minutes_since_start": minutes_between(due, session.started_at),
-            },
-        )
-        ctx.emit(alert)
+        self._raise(session, ctx, at=due, kind=AlertKind.MONITORING_GAP, severity=Severity.MEDIUM, rule=Rule.M1,
+                    condition=f"gap@{format_time(since)}",
+                    summary=f"No vitals for {minutes_between(due, since):g} min (M1, session {session.session_id})",
+                    action="Take and chart a full set of vitals now.",
+                    evidence={
+                        "last_reading_at": format_time(session.last_reading_at) if session.last_reading_at else None,
+                        "gap_limit_minutes": limit,
+                        "enhanced_monitoring": limit == ctx.config.gap_minutes_enhanced,
+                        "minutes_since_start": minutes_between(due, session.started_at),
+                    })
         self._count_for_outcome(session, Rule.M1, AlertKind.MONITORING_GAP, Severity.MEDIUM)
 
     def _close(self, session: Session, due: datetime, ctx: Context) -> None:
@@ -402,10 +389,21 @@ class SessionMonitor:
         ctx.emit(SessionClosed(
             event_id=stable_id("ev", "session.closed", ctx.patient_id, session.session_id),
             occurred_at=due, patient_id=ctx.patient_id, session_id=session.session_id,
-            outcome=session.worst_kind or "uneventful",
+            outcome=session.worst_kind or "uneventful", alert_ids=list(session.alert_ids),
         ))
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _raise(self, session: Session, ctx: Context, *, rule: Rule, condition: str | None = None,
+               **alert: Any) -> AlertRaised:
+        """An alert of this session (it carries the session's site and pump, and is listed in its
+        ``session.closed`` when raised before the close)."""
+        raised = make_alert(patient_id=ctx.patient_id, rule=rule, condition=condition or rule.value,
+                            session_id=session.session_id, site_id=session.site_id, pump_id=session.pump_id, **alert)
+        ctx.emit(raised)
+        if not session.closed:
+            session.alert_ids = [*session.alert_ids, raised.alert_id]
+        return raised
 
     def _session_for(self, st: PatientSessions, ev: VitalsRecorded, cfg: Any) -> Session | None:
         """The session a reading belongs to, judged by the reading's own time: the one it names
@@ -450,9 +448,13 @@ class SessionMonitor:
             session.worst_rank, session.worst_kind = severity.rank, kind.value
 
     def _forget_old_sessions(self, st: PatientSessions, ctx: Context) -> None:
+        """Closed sessions go 48 h after their start, or earlier (oldest first) beyond the limit."""
         horizon = ctx.now - timedelta(hours=ctx.config.closed_session_memory_hours)
-        for sid in [s.session_id for s in st.sessions.values() if s.closed and s.started_at < horizon]:
-            del st.sessions[sid]
+        closed = sorted((s for s in st.sessions.values() if s.closed), key=lambda s: s.started_at)
+        over = len(st.sessions) - ctx.config.sessions_limit
+        for number, session in enumerate(closed):
+            if session.started_at < horizon or number < over:
+                del st.sessions[session.session_id]
 
 
 def _reaction_summary(spec: Any, session: Session, values: dict[str, float], symptoms: list[str]) -> str:

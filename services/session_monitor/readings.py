@@ -76,6 +76,11 @@ class Pending:
     session_id: str | None = None  # the session it names (not started when it arrived)
 
 
+def _size(pending: Pending) -> int:
+    """What a pending part weighs when stored (JSON, roughly)."""
+    return 48 + len(pending.event_id) + len(pending.session_id or "") + sum(len(code) + 4 for code in pending.symptoms)
+
+
 class Reading(NamedTuple):
     """One reading of the log, decoded."""
 
@@ -112,17 +117,26 @@ class ReadingLog:
             self.pending = (*self.pending, Pending(serial, event_id, symptoms, session_id))
         return serial
 
-    def trim(self, limit: int) -> list[tuple[Reading, Pending]]:
-        """Forget the oldest readings beyond ``limit``; the pending ones among them."""
+    def trim(self, limit: int, pending_bytes: int | None = None) -> list[tuple[Reading, Pending]]:
+        """Forget the oldest readings beyond ``limit`` and, when given (after a pending reading
+        was logged), the oldest pending parts beyond ``pending_bytes`` (their text: ids, symptoms,
+        sessions); the pending readings that went."""
+        evicted = []
         excess = len(self.blob) // _RECORD.size - limit
-        if excess <= 0:
-            return []
-        last = self.first + excess
-        evicted = [(self._decode(p.serial - self.first), p) for p in self.pending if p.serial < last]
-        del self.blob[:excess * _RECORD.size]
-        self.first = last
-        if evicted:
-            self.pending = self.pending[len(evicted):]
+        if excess > 0:
+            last = self.first + excess
+            evicted = [(self._decode(p.serial - self.first), p) for p in self.pending if p.serial < last]
+            del self.blob[:excess * _RECORD.size]
+            self.first = last
+            if evicted:
+                self.pending = self.pending[len(evicted):]
+        if pending_bytes is not None and self.pending and sum(map(_size, self.pending)) > pending_bytes:
+            size, keep = 0, len(self.pending)
+            while keep and size + _size(self.pending[keep - 1]) <= pending_bytes:
+                keep -= 1
+                size += _size(self.pending[keep])
+            evicted += [(self._decode(p.serial - self.first), p) for p in self.pending[:keep]]
+            self.pending = self.pending[keep:]
         return evicted
 
     def pending_readings(self) -> list[tuple[Reading, Pending]]:

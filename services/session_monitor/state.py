@@ -58,6 +58,7 @@ class Session:
     gap_limit: int = 30  # minutes: the running gap's M1 limit, decided when it started
     symptoms: Sequence[str] = ()  # accumulated from t0 on, lower case, in charting order
     alerts: Mapping[str, AlertRef] = field(default_factory=lambda: _NO_ALERTS)  # kind -> current alert
+    alert_ids: Sequence[str] = ()  # every alert of the session before its close, in the order raised
     gap_count: int = 0
     reacted: bool = False  # R14 already asked for this session
     worst_kind: str | None = None  # outcome: most severe R7-R13/M1 alert kind
@@ -70,7 +71,8 @@ class PatientSessions:
 
     profile: Profile | None = None
     contraindications: Sequence[ContraindicationReason] = ()
-    starts: list[datetime] = field(default_factory=list)  # every infusion.started on record, sorted
+    starts: list[datetime] = field(default_factory=list)  # infusion.started on record, sorted (the latest 512)
+    starts_forgotten: int = 0  # earlier ones no longer listed (for the infusion number)
     had_reaction: bool = False  # any R7-R13 alert on record (observation rule)
     persistent_antibodies: bool = False  # R16 fact from the lab side (P5, enhanced M1)
     persistent_since: datetime | None = None  # the confirming specimen: gaps that start later are enhanced

@@ -21,15 +21,16 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from faststream.nats import NatsBroker
 
 from ..engine.bus import Engine
-from ..engine.cores import all_cores
+from ..cores import all_cores
 from ..runtime.access import NatsAccess, access_for
+from ..runtime.health import Heartbeats, instance_name
 from ..runtime.logs import get_logger
 from ..runtime.names import Names
 from ..runtime.settings import Settings
@@ -37,7 +38,7 @@ from ..runtime.shells import deliver_prefix, pull_batches
 from ..runtime.streams import ensure_consumer, ensure_streams, policy_from_env, worker_consumer
 from .partition import Partition
 from .runner import CHECKPOINT_MESSAGES, SERVICE, MonitorRunner
-from .store import StateStore
+from .store import StateStore, StoredState
 
 BATCH = 256
 DURABLE = "monitor"
@@ -59,13 +60,24 @@ def _fail(failed: asyncio.Future[BaseException], exc: BaseException, log: Any, w
         failed.set_result(exc)
 
 
-async def _consume(sub: Any, runner: MonitorRunner, failed: asyncio.Future[BaseException], log: Any) -> None:
+async def _consume(sub: Any, runner: MonitorRunner, failed: asyncio.Future[BaseException], log: Any,
+                   connection: Any = None) -> None:
     try:
         async for msgs in pull_batches(sub, BATCH, failed, log, on_idle=runner.checkpoint, idle_wait=IDLE_WAIT_S,
-                                       top_up_wait=TOP_UP_WAIT_S):
+                                       top_up_wait=TOP_UP_WAIT_S, connection=connection):
             await runner.process(msgs)
     except Exception as exc:  # crash-only: memory may be ahead of storage
         _fail(failed, exc, log, "consumer")
+
+
+def runner_status(runner: MonitorRunner, js: Any, names: Names) -> Any:
+    """What the monitor's heartbeat says: where it stands in the inbound stream, how far behind,
+    the last defect it met, and its counts (rejected, duplicate, future, unmatched, quarantined, ...)."""
+    async def status() -> dict[str, Any]:
+        last = (await js.stream_info(names.stream_in)).state.last_seq
+        return {"position": runner.stream_seq, "lag": max(0, last - runner.stream_seq),
+                "last_error": runner.last_error, "counters": dict(runner.counts)}
+    return status
 
 
 @asynccontextmanager
@@ -87,15 +99,21 @@ async def run_worker(settings: Settings, nats_url: str | NatsAccess, names: Name
         store = await StateStore.open(js, names.state_bucket(SERVICE + partition.suffix), policy.replicas)
         stored = await store.load()
         clock_at = stored.meta.get("clock")
-        engine = Engine(
-            settings.monitor, all_cores(), stored.records,
-            clock=datetime.fromisoformat(clock_at) if clock_at else None,
-            timer_seq=int(stored.meta.get("timer_seq", 0)),
-            owns=None if partition.single else partition.owns,
-        )
-        engine.tick_seen = dict(stored.meta.get("tick_seen", {}))
-        runner = MonitorRunner(engine, js, names, store, log, stored.meta, durable,
-                               owns=None if partition.single else partition.owns)
+
+        def engine_from(stored: StoredState) -> Engine:
+            at = stored.meta.get("clock")
+            engine = Engine(settings.monitor, all_cores(), stored.records,
+                            clock=datetime.fromisoformat(at) if at else None,
+                            timer_seq=int(stored.meta.get("timer_seq", 0)),
+                            owns=None if partition.single else partition.owns)
+            engine.tick_seen = dict(stored.meta.get("tick_seen", {}))
+            return engine
+
+        tolerance = timedelta(seconds=settings.future_tolerance_s)
+        runner = MonitorRunner(engine_from(stored), js, names, store, log, stored.meta, durable,
+                               owns=None if partition.single else partition.owns, reload=engine_from,
+                               retries=settings.message_retries,
+                               ceiling=(lambda: datetime.now(UTC) + tolerance) if clock == "wall" else None)
         runner.on_failure = lambda exc: _fail(failed, exc, log, "checkpoint")
         caught_up = await runner.catch_up()
         log.info("monitor starting", patients=len(stored.records), clock=clock_at, clock_mode=clock,
@@ -114,10 +132,15 @@ async def run_worker(settings: Settings, nats_url: str | NatsAccess, names: Name
                               coalesce=True, next_run_time=datetime.now(UTC))
             scheduler.start()
         sub = await js.pull_subscribe_bind(durable, names.stream_in, inbox_prefix=deliver_prefix("monitor"))
-        consuming = asyncio.create_task(_consume(sub, runner, failed, log))
+        consuming = asyncio.create_task(_consume(sub, runner, failed, log, broker.connection))
+        instance = str(partition.index) if not partition.single else instance_name()
+        heartbeats = Heartbeats(broker.connection, names, SERVICE, instance, runner_status(runner, js, names), log=log)
+        if names.ns == Names().ns:  # (an online replay in its own namespace is nobody's to watch)
+            heartbeats.start()
         try:
             yield RunningWorker(broker, runner, failed)
         finally:
+            await heartbeats.stop()
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
             consuming.cancel()

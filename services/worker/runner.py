@@ -44,45 +44,22 @@ from schemas.base import OutboundEvent, format_time
 
 from ..engine.bus import Engine, content_digest
 from ..engine.core import Notice
+from ..runtime.limits import SERVER_MAX_PAYLOAD, DeadLetter
 from ..runtime.names import Names
-from .store import StateStore
+from .store import StateStore, StoredState
 
 SERVICE = "monitor"
 CHECKPOINT_SECONDS = 2.0
 CHECKPOINT_MESSAGES = 16384
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    raw: bytes
-    subject: str
-    seq: int
-    reason: str
-    field: str
-    kind: str  # "rejected": the whole event; "dropped": a reading, the rest was processed; "duplicate", "unmatched"
-    index: int = 0
-    msg_id: str | None = None  # default: from the source sequence and index
-
-    def headers(self, service: str) -> dict[str, str]:
-        return {
-            "Nats-Msg-Id": self.msg_id or f"dlq:{service}:{self.seq}:{self.index}",
-            "Im-Service": service,
-            "Im-Kind": self.kind,
-            "Im-Field": _header_safe(self.field),
-            "Im-Reason": _header_safe(self.reason),
-            "Im-Source-Subject": self.subject,
-            "Im-Source-Seq": str(self.seq),
-        }
+RETRIES = 2  # a message a core fails on is tried again this many times, then set aside
+QUARANTINE_MEMORY = 256  # set-aside sequences remembered in the stored meta
+RECORD_MAX_BYTES = SERVER_MAX_PAYLOAD - 64 * 1024  # a KV value is a message: past this, storing fails
 
 
 def _subject_patient(subject: str) -> str:
     """The patient token of an inbound subject (``im.in.<patient>.<type>``)."""
     parts = subject.split(".", 3)
     return parts[2] if len(parts) > 2 else ""
-
-
-def _header_safe(text: str) -> str:
-    return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)[:500]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +71,28 @@ class Inbound:
     data: bytes
 
 
+class HandlingFailed(Exception):
+    """A core failed unexpectedly on one message (a defect, not bad input)."""
+
+    def __init__(self, item: Inbound, error: BaseException) -> None:
+        super().__init__(f"seq {item.seq}: {type(error).__name__}")
+        self.item, self.error = item, error
+
+
 class MonitorRunner:
     def __init__(self, engine: Engine, js: JetStreamContext, names: Names, store: StateStore,
                  log: Any, meta: dict[str, Any] | None = None, durable: str = "monitor",
-                 owns: Callable[[str], bool] | None = None) -> None:
+                 owns: Callable[[str], bool] | None = None,
+                 reload: Callable[[StoredState], Engine] | None = None, retries: int = RETRIES,
+                 ceiling: Callable[[], datetime] | None = None) -> None:
+        """``reload``: the engine again from a stored checkpoint (to recover from a core failing
+        on a message); ``ceiling``: live, the wall clock plus the tolerance no event's time moves
+        the clock past (``None``: event time only, as in online replay)."""
         self.engine = engine
+        self.reload, self.retries, self.ceiling = reload, retries, ceiling
+        self.attempts: Counter[int] = Counter()  # stream seq -> failed attempts
+        self.quarantined: dict[int, str] = {int(k): v for k, v in (meta or {}).get("quarantined", {}).items()}
+        self.last_error: str | None = None
         self.durable = durable
         self.owns = owns  # scale-out: dead-letter only this partition's unreadable messages
         self.js = js
@@ -133,7 +127,7 @@ class MonitorRunner:
             if self.broken:
                 raise RuntimeError("an earlier batch failed: restart to reload the state")
             try:
-                await self._handle(todo)
+                await self._handle_recovering(todo)
                 self.unacked.extend(msgs)
                 if (len(self.unacked) >= CHECKPOINT_MESSAGES
                         or time.monotonic() - self.last_checkpoint >= CHECKPOINT_SECONDS):
@@ -160,9 +154,41 @@ class MonitorRunner:
                 return 0
             todo = await self._read_gap(self.stream_seq + 1, delivered + 1)
             self.stream_seq = delivered
-            await self._handle(todo)
+            await self._handle_recovering(todo)
             await self._checkpoint(wait=True)
             return len(todo)
+
+    async def _handle_recovering(self, items: list[Inbound]) -> None:
+        """Handle these messages; when a core fails on one, recover instead of stopping
+        (architecture.md rule 9: no single input stops a service)."""
+        while True:
+            try:
+                await self._handle(items)
+                return
+            except HandlingFailed as failed:
+                items = await self._recover(failed)
+
+    async def _recover(self, failed: HandlingFailed) -> list[Inbound]:
+        """The engine's memory may be half-way through the failed message: reload the last
+        checkpoint and read again everything after it (outputs are recomputed with the same ids;
+        the stream's dedup drops what was published already). After ``retries`` failed attempts
+        the message is set aside (``quarantined``): dead-lettered with the error's type, never its
+        content in a log, and skipped."""
+        seq, error = failed.item.seq, type(failed.error).__name__
+        self.attempts[seq] += 1
+        self.last_error = f"{error} on stream seq {seq}"
+        self.log.error("a core failed on a message; reloading the last checkpoint", seq=seq, error=error,
+                       attempt=self.attempts[seq], retries=self.retries)
+        if self.reload is None:
+            raise failed.error
+        if self.attempts[seq] > self.retries:
+            self.quarantined[seq] = error
+            self.counts["quarantined"] += 1
+        await self.flush()
+        stored = await self.store.load()
+        self.engine = self.reload(stored)
+        checkpoint = int(stored.meta.get("stream_seq", 0))
+        return await self._read_gap(checkpoint + 1, self.stream_seq + 1)
 
     async def _read_gap(self, first: int, end: int) -> list[Inbound]:
         found = []
@@ -182,8 +208,15 @@ class MonitorRunner:
     async def _handle(self, items: list[Inbound]) -> None:
         outputs: list[OutboundEvent] = []
         dead: list[DeadLetter] = []
+        ceiling = self.ceiling() if self.ceiling is not None else None
         for msg in items:
             seq = msg.seq
+            if seq in self.quarantined:
+                dead.append(DeadLetter(msg.data, msg.subject, seq, f"set aside: the monitor failed on it "
+                                       f"({self.quarantined[seq]}) {self.retries + 1} times", "", "quarantined",
+                                       msg_id=f"dlq:{SERVICE}:{seq}:quarantined"))
+                self.log.error("message set aside after repeated failures", seq=seq, error=self.quarantined[seq])
+                continue
             event = parse_inbound(msg.data)
             if isinstance(event, Rejection):
                 if self.owns is not None and not self.owns(_subject_patient(msg.subject)):
@@ -191,7 +224,10 @@ class MonitorRunner:
                 dead.append(DeadLetter(msg.data, msg.subject, seq, event.reason, event.field, "rejected"))
                 self.log.warning("event rejected", seq=seq, field=event.field, reason=event.reason)
                 continue
-            step = self.engine.handle(event, seq, content_digest(msg.data))
+            try:
+                step = self.engine.handle(event, seq, content_digest(msg.data), ceiling)
+            except Exception as exc:
+                raise HandlingFailed(msg, exc) from exc
             dropped_readings = event.dropped if step.applied and event.type == "vitals.recorded" else ()
             for i, dropped in enumerate(dropped_readings, start=1):
                 dead.append(DeadLetter(msg.data, msg.subject, seq, dropped.reason, dropped.field, "dropped", i))
@@ -217,20 +253,21 @@ class MonitorRunner:
                 await self._checkpoint()
 
     def _notice(self, notice: Notice, msg: Inbound | None, seq: int, index: int, dead: list[DeadLetter]) -> None:
-        if notice.payload is not None:  # about an event handled earlier: kept as the core still knows it
-            self.counts["unmatched"] += 1
+        kind = notice.kind or ("rejected" if notice.rejected else "warning")
+        self.counts[kind] += 1
+        if notice.internal:
+            self.last_error = notice.reason
+            self.log.error("internal error", reason=notice.reason)
+        elif notice.payload is not None:  # about an event handled earlier: kept as the core still knows it
             event = json.loads(notice.payload)
             subject = self.names.inbound(event["type"], event.get("patient_id"))
-            dead.append(DeadLetter(notice.payload, subject, 0, notice.reason, notice.field, "unmatched",
+            dead.append(DeadLetter(notice.payload, subject, 0, notice.reason, notice.field, kind,
                                    msg_id=f"dlq:{SERVICE}:event:{notice.event_id}"))
             self.log.warning("event kept in the dead letters", event_id=notice.event_id, field=notice.field,
-                             reason=notice.reason, count=self.counts["unmatched"])
-            return
-        assert msg is not None
-        if notice.rejected or notice.keep:
-            kind = "rejected" if notice.rejected else "duplicate"
-            self.counts[kind] += 1
-            dead.append(DeadLetter(msg.data, msg.subject, seq, notice.reason, notice.field, kind, index))
+                             reason=notice.reason, count=self.counts[kind])
+        elif msg is not None and (notice.rejected or notice.keep):
+            dead.append(DeadLetter(msg.data, msg.subject, seq, notice.reason, notice.field, kind, index,
+                                   extra=notice.detail))
             self.log.warning(f"event {kind}", seq=seq, event_id=notice.event_id, field=notice.field, reason=notice.reason)
         else:
             self.log.info("warning", seq=seq, event_id=notice.event_id, field=notice.field, reason=notice.reason)
@@ -248,8 +285,11 @@ class MonitorRunner:
                               severity=event.severity.value, session_id=event.session_id,
                               patient=event.patient_id, at=format_time(event.occurred_at))
         for letter in dead:
-            publishes.append(self.js.publish(self.names.dlq(SERVICE), letter.raw, headers=letter.headers(SERVICE)))
-        await asyncio.gather(*publishes)
+            body, headers = letter.body_and_headers(SERVICE)
+            publishes.append(self.js.publish(self.names.dlq(SERVICE), body, headers=headers))
+        acks = await asyncio.gather(*publishes)
+        # outputs published again after a recovery or a restart: the stream dropped them (counted)
+        self.counts["republished"] += sum(1 for ack in acks if getattr(ack, "duplicate", False))
 
     async def _checkpoint(self, wait: bool = False) -> None:
         """Take a consistent snapshot of what changed (under the lock: serialising is fast) and
@@ -261,8 +301,17 @@ class MonitorRunner:
             "tick_seen": self.engine.tick_seen,
             "out_seq": self.out_seq,
             "stream_seq": self.stream_seq,
+            "quarantined": {str(k): v for k, v in sorted(self.quarantined.items())[-QUARANTINE_MEMORY:]},
         }
         records = [(r.patient_id, self.engine.dump(r)) for r in self.engine.take_dirty()]
+        if any(len(data) > RECORD_MAX_BYTES for _, data in records):  # a defect: the bounds should prevent it
+            for patient, data in records:
+                if len(data) > RECORD_MAX_BYTES:
+                    self.counts["oversized"] += 1
+                    self.last_error = "a patient's state grew too large to store"
+                    self.log.critical("patient state too large to store: kept in memory only", patient=patient,
+                                      size=len(data))
+            records = [(p, d) for p, d in records if len(d) <= RECORD_MAX_BYTES]
         acks, self.unacked = self.unacked, []
         self.last_checkpoint = time.monotonic()
         previous = self._writing
@@ -277,6 +326,9 @@ class MonitorRunner:
         try:
             await self.store.save(records, meta)
             await asyncio.gather(*(m.ack() for m in acks))
+        except asyncio.CancelledError:
+            self.broken = True  # stopped (a user's Ctrl-C): not a failure to report
+            raise
         except BaseException as exc:
             self.broken = True
             if self.on_failure is not None:

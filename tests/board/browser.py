@@ -22,7 +22,15 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--force-device-scale-factor=1")
 AXE = Path(__file__).resolve().parent / "assets" / "axe.min.js"
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "board"
+SCREENSHOTS_ENV = "INFUSION_MONITOR_SCREENSHOTS"
+
+
+def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the browser tests write their screenshots: ``$INFUSION_MONITOR_SCREENSHOTS`` when set
+    (``python3 run.py screenshots`` sets it to ``docs/board`` to regenerate the documentation's
+    pictures), else a temporary folder: running the suite never changes a tracked file."""
+    configured = os.environ.get(SCREENSHOTS_ENV)
+    return Path(configured) if configured else tmp_path_factory.mktemp("board-screenshots")
 
 
 def chromium_missing() -> str | None:
@@ -39,11 +47,12 @@ def chromium_missing() -> str | None:
 class Browser:
     """One headless Chromium with a fresh profile; ``quit()`` removes the profile."""
 
-    def __init__(self, width: int = 1600, height: int = 1000) -> None:
+    def __init__(self, shots: Path, width: int = 1600, height: int = 1000) -> None:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
         os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never download anything
+        self.shots = shots
         self.profile = tempfile.mkdtemp(prefix="im-chromium-")
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
@@ -98,9 +107,10 @@ class Browser:
         return json.loads(result)
 
     def screenshot(self, name: str, full: bool = False) -> Path:
-        """A PNG into docs/board/ (``full``: the whole page height, as a tall wall display shows it)."""
-        DOCS.mkdir(parents=True, exist_ok=True)
-        path = DOCS / name
+        """A PNG into ``screenshot_dir()`` (``full``: the whole page height, as a tall wall display
+        shows it)."""
+        self.shots.mkdir(parents=True, exist_ok=True)
+        path = self.shots / name
         size = self.driver.get_window_size()
         if full:
             height = self.driver.execute_script("return document.documentElement.scrollHeight;")
@@ -120,11 +130,11 @@ def serious(violations: list[dict[str, Any]]) -> list[str]:
 
 
 @pytest.fixture
-def browser():
+def browser(tmp_path_factory):
     reason = chromium_missing()
     if reason:
         pytest.skip(f"browser test needs headless Chromium: {reason}")
-    b = Browser()
+    b = Browser(screenshot_dir(tmp_path_factory))
     try:
         yield b
     finally:

@@ -319,6 +319,22 @@ def test_board_at_is_deterministic_and_names_no_one():
 
 
 def test_board_core_is_not_among_the_monitor_cores():
-    from services.engine.cores import all_cores
+    from services.cores import all_cores
 
     assert "board" not in {c.name for c in all_cores()}
+
+
+def test_a_session_replayed_from_weeks_back_is_kept_after_its_close_timeline_still_there():
+    """Issue 17 point 8: messages dated long ago (a feed replayed, the bundled examples) closed at
+    once on the live board's wall clock and the session was forgotten (timeline 404). A closed
+    session is kept for the board's memory from when the board learned of the close."""
+    log = [*BASE, end(60), normal(90)]
+    engine = live_engine(US)
+    wall = T0 + timedelta(days=400)
+    engine.advance(wall)  # the live board runs on the wall clock, far past these events
+    for line in _lines(log):
+        engine.handle(parse_inbound(line))
+    for out in replay(log, until=at(200)).outputs:  # the monitor's outputs, session.closed among them
+        engine.handle(out)
+    engine.handle(parse_inbound(json.dumps(start(400 * 24 * 60, session="s-today"))))  # its next session
+    assert build_timeline(board_patients(engine), "pk-1", "s1", wall, US) is not None

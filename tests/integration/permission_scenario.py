@@ -271,9 +271,11 @@ async def _hl7(gateway: Any, message: bytes) -> None:
 
 async def _operator_commands(operator: Any) -> None:
     from services.cli.deadletter import _run as deadletter
+    from services.cli.status import collect
     from services.pager.audit import print_alerts
 
     await print_alerts(operator)
+    await collect(operator, 0.5)  # infusion-monitor status subscribes to the services' heartbeats
     for stream in ("monitor", "gateway"):
         for command in ("list", "show"):
             await deadletter(Namespace(deadletter_command=command, stream=stream, seq=1), operator)

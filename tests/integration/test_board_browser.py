@@ -6,7 +6,8 @@ critical alert within the functional deadline without a reload; the nurse acknow
 keyboard, the board shows who did, and the bridge relays the acknowledgement and never escalates;
 the session closes with its outcome; the board service restarts and the open page recovers by
 itself. axe-core (vendored) finds no serious or critical violation on any page. The screenshots
-in docs/board/ are taken here (see docs/board.md).
+of docs/board/ are taken here: into a temporary folder, or into docs/board/ with
+``python3 run.py screenshots`` (see docs/board.md).
 
 Skips only when chromium/chromedriver are genuinely absent (``apt-get install -y chromium
 chromium-driver``)."""

@@ -28,7 +28,7 @@ def _cli(*args: str, env: dict | None = None, timeout: float = 120) -> subproces
 
 
 def test_demo_prints_alerts_and_summary():
-    proc = _cli("demo", "--speedup", "0")
+    proc = _cli("demo", "--speedup", "0", "--no-board")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "CRITICAL R7" in out and "HIGH     R12" in out and "HIGH     P1" in out and "MEDIUM   M1" in out
@@ -155,3 +155,57 @@ async def test_deadletter_lists_and_shows_the_gateways_raw_messages(nats_server)
     assert "Im-Field: OBR-7" in shown.stdout and "ORU^R01" in shown.stdout
     refused = _cli("deadletter", "redrive", "1", "--stream", "gateway", env=env)
     assert refused.returncode == 2 and "hl7 send" in refused.stderr
+
+
+async def test_up_restarts_a_killed_embedded_server_and_alerts_flow_again(tmp_path):
+    env = {**os.environ, "INFUSION_MONITOR_DATA_DIR": str(tmp_path / "var"), "INFUSION_MONITOR_LOG_FORMAT": "json"}
+    env.pop("NATS_URL", None)
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen([sys.executable, "-m", "services.cli.main", "up"], cwd=ROOT, env=env,
+                          stdout=log, stderr=subprocess.STDOUT)
+    pid_file = tmp_path / "var" / "nats.pid"
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists():
+            assert time.monotonic() < deadline and up.poll() is None, "up did not start the embedded server"
+            await asyncio.sleep(0.1)
+        url = (tmp_path / "var" / "nats.url").read_text().strip()
+        nc, js = await connect(url)
+        try:
+            await wait_for(lambda: _monitor_ready(js), timeout=30)
+        finally:
+            await nc.close()
+        first = int(pid_file.read_text())
+        os.kill(first, signal.SIGKILL)  # the broker dies
+        deadline = time.monotonic() + 30
+        while int(pid_file.read_text() or 0) == first:
+            assert time.monotonic() < deadline and up.poll() is None, "up did not restart the embedded server"
+            await asyncio.sleep(0.1)
+        nc, js = await connect(url)  # the same address
+        try:
+            await wait_for(lambda: _monitor_ready(js), timeout=30)
+            base = {"patient_id": "pk-up2"}
+            await publish(js, {"type": "infusion.started", "event_id": "r1", "occurred_at": now_minus(3), "session_id": "ses-up2", **base})
+            await publish(js, {"type": "vitals.recorded", "event_id": "r2", "occurred_at": now_minus(0.1), "systolic_mmhg": 70, **base})
+
+            async def critical():
+                return [a for a in await alerts(js) if a["patient_id"] == "pk-up2" and a["severity"] == "critical"]
+
+            assert (await wait_for(critical, timeout=60))[0]["rule"] == "R7"  # the monitor reconnected
+        finally:
+            await nc.close()
+        up.send_signal(signal.SIGINT)
+        assert up.wait(30) == 0
+        assert b"embedded nats-server restarted" in (tmp_path / "up.log").read_bytes()
+    finally:
+        if up.poll() is None:
+            up.kill()
+        log.close()
+
+
+async def _monitor_ready(js) -> bool:
+    try:
+        await js.consumer_info("IM_IN", "monitor")
+        return True
+    except Exception:
+        return False

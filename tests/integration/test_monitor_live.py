@@ -3,7 +3,6 @@ alerts on the alert stream, restarts, duplicates and garbage (issue: the pipelin
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import nats
 import pytest
 
 from services.runtime.access import Credentials, NatsAccess
-from services.runtime.embedded import EmbeddedNats, free_port, server_binary
+from services.runtime.embedded import EmbeddedNats, server_binary
 from services.runtime.provision import provision
 from tests.integration.live import now_minus, stop_process, wait_for
 

@@ -4,6 +4,8 @@ resolution on session close, on supersede and by a clinician (docs/paging.md).""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas.vocab import Severity
 from services.pager.core import alert_site
@@ -176,3 +178,82 @@ def test_page_requested_shape_and_deterministic_ids():
     assert trigger.lifecycle is None
     assert acknowledge.lifecycle["type"] == "alert.acknowledged" and acknowledge.lifecycle["by"] == "dr-a"
     assert len({trigger.event_id, acknowledge.event_id}) == 2
+
+
+# -- the session's close resolves its alerts, whatever their age and whatever arrives first ------
+# (issue 17, point 8: alerts dated months before the pager's clock were forgotten at once by
+# their acknowledged_memory_days timer, so the session.closed found nothing to resolve and
+# `infusion-monitor alerts` showed them `raised` for good)
+
+DAY = 24 * 60
+
+
+@pytest.mark.parametrize("age_days", [0, 1, 29, 30, 31, 400])
+def test_an_alert_of_any_age_is_resolved_when_its_session_closes(age_days):
+    d = Driver().until(age_days * DAY + 10)  # the pager's clock (live: the wall clock) is this far ahead
+    a = alert(0)
+    d.send(a)
+    assert a.alert_id in d.engine.state_of("pager", "pk-1").alerts  # not forgotten before its session closed
+    d.send(closed(3))
+    assert [(r.alert_id, r.reason.value) for r in d.of_type("alert.resolved")] == [(a.alert_id, "session_closed")]
+
+
+def test_an_alert_arriving_after_its_session_closed_is_resolved_with_the_pages_of_the_order_made():
+    """The alert and output streams have no common order: a session.closed may reach the pager
+    before an alert raised before the close. The pages are those of the order they were made in:
+    a trigger, then at the close the failsafe (nobody acknowledged it) and a resolve."""
+    a = alert(0)
+    as_made = Driver().send(a, closed(3))
+    close_first = Driver().send(closed(3), a)
+    assert [r.alert_id for r in close_first.of_type("alert.resolved")] == [a.alert_id]
+    assert close_first.pages() == as_made.pages() == [
+        (0, "pd1", "trigger", 1), (3, "fs", "trigger", 1), (3, "pd1", "resolve", 2)]
+
+
+def test_an_old_alert_arriving_after_its_session_closed_is_resolved_at_once():
+    a = alert(0)
+    d = Driver().until(400 * DAY).send(closed(3), a)
+    assert [(r.alert_id, r.occurred_at) for r in d.of_type("alert.resolved")] == [(a.alert_id, minutes(3))]
+    assert [(m, dest, action) for m, dest, action, _ in d.pages()] == [
+        (0, "pd1", "trigger"), (3, "fs", "trigger"), (3, "pd1", "resolve")]
+
+
+def test_an_alert_dated_after_its_sessions_close_stays_open_and_is_paged():
+    """A reading judged after the close still raises its alert (clinical-rules.md): it is not
+    swept up by a close that came before it."""
+    late = alert(10)
+    d = Driver().send(closed(3), late)
+    assert d.of_type("alert.resolved") == []
+    assert d.pages()[0] == (10, "pd1", "trigger", 1)
+
+
+@given(st.integers(0, 120), st.integers(0, 120), st.integers(0, 800), st.booleans())
+def test_resolved_iff_raised_before_the_close_arrived_or_dated_at_or_before_it(alert_m, close_m, clock_days, close_first):
+    a = alert(alert_m)
+    d = Driver().until(clock_days * DAY)
+    d.send(*((closed(close_m), a) if close_first else (a, closed(close_m))))
+    resolved = [r.alert_id for r in d.of_type("alert.resolved")] == [a.alert_id]
+    assert resolved == (not close_first or alert_m <= close_m)
+
+
+def test_an_open_sessions_alert_is_kept_past_the_memory_then_forgotten_after_the_close():
+    a = alert(0)
+    d = Driver().send(a).until(45 * DAY)  # acknowledged_memory_days (30) passed, the session still open
+    assert a.alert_id in d.engine.state_of("pager", "pk-1").alerts
+    d.send(closed(45 * DAY)).until(45 * DAY + 72 * 60 + 1)
+    assert [r.alert_id for r in d.of_type("alert.resolved")] == [a.alert_id]
+    assert d.engine.state_of("pager", "pk-1").alerts == {}
+
+
+def test_an_alert_without_a_session_is_still_forgotten_after_the_memory():
+    a = alert(0, session=None)
+    d = Driver().send(a).until(30 * DAY + 1)
+    assert d.engine.state_of("pager", "pk-1").alerts == {}
+
+
+def test_the_closed_sessions_remembered_are_bounded():
+    from services.pager.state import CLOSED_SESSIONS_KEPT
+
+    d = Driver().send(*(closed(m, session=f"s{m}") for m in range(CLOSED_SESSIONS_KEPT + 5)))
+    kept = d.engine.state_of("pager", "pk-1").closed_sessions
+    assert list(kept) == [f"s{m}" for m in range(5, CLOSED_SESSIONS_KEPT + 5)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 from datetime import timedelta
 
 import httpx
@@ -312,3 +313,31 @@ async def test_an_unconfigured_destination_is_reported_failed():
     page = _pages(alert(0))[0].model_copy(update={"destination": "gone"})
     Dispatcher({}, reported, LOG).submit([page])
     assert [(s.state, s.reason) for s in reported.states] == [(DeliveryState.FAILED, "unconfigured")]
+
+
+async def test_a_defect_outside_the_transport_is_reported_failed_and_the_queue_goes_on():
+    """A reporter that fails on one attempt record (a defect) must not stop the destination's queue
+    silently: the request is reported failed (so its alert escalates) and the next one is sent."""
+    receiver = await Receiver().start()
+
+    class Flaky(Reported):
+        def attempt(self, attempt: Any) -> None:
+            if attempt.page.patient_id == "pk-1":
+                raise RuntimeError("a defect in the reporter")
+            super().attempt(attempt)
+
+    reported = Flaky()
+    try:
+        r = _fast(routes(receiver.base))
+        first, second = (_pages(alert(0, Severity.MEDIUM, patient=p), r=r)[0] for p in ("pk-1", "pk-2"))
+        async with httpx.AsyncClient() as client:
+            dispatcher = await _dispatcher(r, client, reported)
+            try:
+                dispatcher.submit([first, second])
+                await _until(lambda: len(reported.states) == 2)
+            finally:
+                await dispatcher.stop()
+        assert [(s.page.event_id, s.state, s.reason) for s in reported.states] == [
+            (first.event_id, DeliveryState.FAILED, "internal"), (second.event_id, DeliveryState.SENT, None)]
+    finally:
+        await receiver.stop()

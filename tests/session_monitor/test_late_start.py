@@ -145,7 +145,7 @@ def test_R8_critical_pending_reading_matching_no_session_is_reported_at_expiry_w
 
 def test_R8_the_report_carries_the_event_for_the_dead_letters():
     from services.engine.bus import Engine
-    from services.engine.cores import all_cores
+    from services.cores import all_cores
     from schemas import parse_inbound
 
     engine = Engine(MonitorConfig(), all_cores())
@@ -251,7 +251,7 @@ def test_pending_readings_survive_a_restart_of_the_engine_state():
     start reaches an engine loaded from the stored record."""
     from schemas import parse_inbound
     from services.engine.bus import Engine, PatientRecord
-    from services.engine.cores import all_cores
+    from services.cores import all_cores
 
     cfg = MonitorConfig()
     before = Engine(cfg, all_cores())
@@ -276,7 +276,7 @@ def test_a_pending_reading_is_kept_24_h_of_stream_time_then_no_late_start_claims
 def test_R8_a_flood_of_readings_bounds_the_log_and_a_pending_critical_one_pushed_out_is_reported():
     from schemas import parse_inbound
     from services.engine.bus import Engine
-    from services.engine.cores import all_cores
+    from services.cores import all_cores
 
     cfg = MonitorConfig(reading_log_limit=20)
     engine = Engine(cfg, all_cores())
@@ -287,5 +287,40 @@ def test_R8_a_flood_of_readings_bounds_the_log_and_a_pending_critical_one_pushed
     log = engine.state_of("session", "pk-1").log
     assert len(log.blob) == 20 * 64 and len(log.pending) == 20
     assert [(n.event_id, n.reason) for n in notices] == [
-        (critical["event_id"], "pending reading dropped: more than 20 readings of this patient within 24 h")]
+        (critical["event_id"], "pending reading dropped: more than 20 readings (or pending text) of this patient "
+                               "within 24 h")]
     assert engine.records["pk-1"].timers == {}  # its expiry timer went with it: reported once
+
+
+def test_R9_pending_text_beyond_its_budget_pushes_out_the_oldest_and_a_critical_one_is_reported():
+    from schemas import parse_inbound
+    from services.engine.bus import Engine
+    from services.cores import all_cores
+
+    engine = Engine(MonitorConfig(pending_bytes_limit=2_000), all_cores())
+    critical = vitals(0, symptoms=["syncope"])
+    notices = list(engine.handle(parse_inbound(json.dumps(critical).encode())).notices)
+    for i in range(10):  # long symptom lists, no session yet
+        noisy = vitals(1 + i, symptoms=[f"vendor_code_{n:03d}_" + "x" * 40 for n in range(8)])
+        notices += engine.handle(parse_inbound(json.dumps(noisy).encode())).notices
+    kept = engine.state_of("session", "pk-1").log.pending
+    assert sum(48 + len(p.event_id) + sum(len(c) + 4 for c in p.symptoms) for p in kept) <= 2_000
+    reported = [n.event_id for n in notices if n.payload is not None]
+    assert reported[0] == critical["event_id"]  # the oldest went first, and loudly (R9 alone)
+
+
+def test_no_producer_grows_a_patient_without_bound_open_sessions_sessions_starts():
+    cfg = MonitorConfig(open_sessions_limit=3, sessions_limit=5)
+    opened = replay([start(m, session=f"s{m}") for m in range(5)], cfg)
+    assert [(r.level, r.field) for r in opened.reports] == [("rejected", "session_id")] * 2
+    assert [c["session_id"] for c in of_type(opened, "session.closed")] == ["s0", "s1", "s2"]
+
+    from schemas import parse_inbound
+    from services.engine.bus import Engine
+    from services.cores import all_cores
+
+    engine = Engine(cfg, all_cores())
+    for k in range(12):  # each closed before the next starts: kept up to the limit, oldest forgotten
+        for e in [start(k * 300, session=f"c{k}"), end(k * 300 + 60, session=f"c{k}"), tick(k * 300 + 250)]:
+            engine.handle(parse_inbound(json.dumps(e).encode()))
+    assert len(engine.state_of("session", "pk-1").sessions) <= 5

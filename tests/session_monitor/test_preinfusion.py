@@ -125,11 +125,9 @@ def test_R17_no_infusion_on_record_no_alert():
 
 
 def test_P5_persistent_antibodies_reminder_and_enhanced_monitoring():
-    from datetime import UTC, datetime
 
-    from schemas.outbound import OutboundEvent
     from services.engine.bus import Engine
-    from services.engine.cores import all_cores
+    from services.cores import all_cores
     from services.replay.offline import replay_lines
     import json
 

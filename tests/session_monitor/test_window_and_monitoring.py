@@ -5,7 +5,7 @@ import pytest
 from services.engine.config import MonitorConfig
 from schemas.vocab import PolicyProfile
 from tests.builders import (
-    alerts, end, reactions, event, normal, of_type, profile, replay, routine_session, rules, start, tick, vitals,
+    alerts, end, reactions, normal, of_type, profile, replay, routine_session, rules, start, tick, vitals,
 )
 
 EU = MonitorConfig(profile=PolicyProfile.EU)
@@ -235,3 +235,16 @@ def test_infusion_number_counted_when_absent():
     events += [profile(minutes=29 * 24 * 60, pregnant=True)] + routine_session(session="c", t=56 * 24 * 60)
     found = alerts(replay(events))
     assert [(a["rule"], a["evidence"]["infusion_number"]) for a in found] == [("P3", 3)]
+
+
+def test_session_closed_lists_the_alerts_of_its_session_in_the_order_raised():
+    events = [profile(pregnant=True), start(0, pump_id="pump-7"), vitals(10, symptoms=["rash"]), vitals(12, symptoms=["wheeze"]),
+              normal(30), end(60), normal(100), vitals(130, symptoms=["angioedema"])]
+    result = replay(events)
+    raised = alerts(result)
+    before_close = [a["alert_id"] for a in raised if a["occurred_at"] < "2025-03-03T12:00"]
+    assert [a["rule"] for a in raised] == ["P3", "R6", "R12", "R10", "M1"]
+    (closed,) = of_type(result, "session.closed")
+    assert closed["alert_ids"] == before_close and len(before_close) == 5  # superseded R12 too
+    assert closed["outcome"] == "discontinue.hypersensitivity"
+    assert {a["pump_id"] for a in raised} == {"pump-7"}  # every alert of the session says where to go
