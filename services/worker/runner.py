@@ -56,6 +56,12 @@ QUARANTINE_MEMORY = 256  # set-aside sequences remembered in the stored meta
 RECORD_MAX_BYTES = SERVER_MAX_PAYLOAD - 64 * 1024  # a KV value is a message: past this, storing fails
 
 
+def _subject_type(subject: str) -> str:
+    """The event type of an inbound subject (``im.in.<patient>.<type>``)."""
+    parts = subject.split(".", 3)
+    return parts[3] if len(parts) > 3 else ""
+
+
 def _subject_patient(subject: str) -> str:
     """The patient token of an inbound subject (``im.in.<patient>.<type>``)."""
     parts = subject.split(".", 3)
@@ -218,6 +224,11 @@ class MonitorRunner:
                 self.log.error("message set aside after repeated failures", seq=seq, error=self.quarantined[seq])
                 continue
             event = parse_inbound(msg.data)
+            if not isinstance(event, Rejection) and event.type != _subject_type(msg.subject):
+                # permissions are by subject: a clock.tick body (only the product may publish ticks)
+                # or any other type on another type's subject would slip past them
+                event = Rejection("type", f"a {event.type} event on a subject for {_subject_type(msg.subject)!r} "
+                                          "events: publish each type on its own subject")
             if isinstance(event, Rejection):
                 if self.owns is not None and not self.owns(_subject_patient(msg.subject)):
                     continue  # another instance dead-letters it

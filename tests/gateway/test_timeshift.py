@@ -165,7 +165,7 @@ async def test_send_now_sends_each_message_at_its_moved_time():
     async def sleep(seconds: float) -> None:
         clock[0] += timedelta(seconds=seconds)
 
-    server = MllpServer(handler, 1_000_000, 30, structlog.get_logger())
+    server = MllpServer(handler, 1_000_000, 30, structlog.get_logger(), peers=["127.0.0.1"])
     port = await server.start("127.0.0.1", 0)
     try:
         out, err = io.StringIO(), io.StringIO()

@@ -158,42 +158,51 @@ async def test_deadletter_lists_and_shows_the_gateways_raw_messages(nats_server)
 
 
 async def test_up_restarts_a_killed_embedded_server_and_alerts_flow_again(tmp_path):
-    env = {**os.environ, "INFUSION_MONITOR_DATA_DIR": str(tmp_path / "var"), "INFUSION_MONITOR_LOG_FORMAT": "json"}
+    env = {**os.environ, "INFUSION_MONITOR_DATA_DIR": str(tmp_path / "var"), "INFUSION_MONITOR_LOG_FORMAT": "json",
+           "INFUSION_MONITOR_BOARD_BIND": "127.0.0.1:0", "INFUSION_MONITOR_PAGER_ACK_BIND": "127.0.0.1:0"}
     env.pop("NATS_URL", None)
     log = (tmp_path / "up.log").open("wb")
     up = subprocess.Popen([sys.executable, "-m", "services.cli.main", "up"], cwd=ROOT, env=env,
                           stdout=log, stderr=subprocess.STDOUT)
-    pid_file = tmp_path / "var" / "nats.pid"
+    pid_file, credentials = tmp_path / "var" / "nats.pid", tmp_path / "var" / "credentials"
+
+    async def as_user(user: str):
+        url = (tmp_path / "var" / "nats.url").read_text().strip()
+        return await NatsAccess(url, Credentials.read(credentials / f"{user}.creds")).connect(user)
+
     try:
         deadline = time.monotonic() + 30
         while not pid_file.exists():
             assert time.monotonic() < deadline and up.poll() is None, "up did not start the embedded server"
             await asyncio.sleep(0.1)
-        url = (tmp_path / "var" / "nats.url").read_text().strip()
-        nc, js = await connect(url)
+        admin = await as_user("admin")
         try:
-            await wait_for(lambda: _monitor_ready(js), timeout=30)
+            await wait_for(lambda: _monitor_ready(admin.jetstream()), timeout=30)
         finally:
-            await nc.close()
+            await admin.close()
         first = int(pid_file.read_text())
         os.kill(first, signal.SIGKILL)  # the broker dies
         deadline = time.monotonic() + 30
         while int(pid_file.read_text() or 0) == first:
             assert time.monotonic() < deadline and up.poll() is None, "up did not restart the embedded server"
             await asyncio.sleep(0.1)
-        nc, js = await connect(url)  # the same address
+        admin, producer = await as_user("admin"), await as_user("producer")  # the same address and users
         try:
+            js = admin.jetstream()
             await wait_for(lambda: _monitor_ready(js), timeout=30)
             base = {"patient_id": "pk-up2"}
-            await publish(js, {"type": "infusion.started", "event_id": "r1", "occurred_at": now_minus(3), "session_id": "ses-up2", **base})
-            await publish(js, {"type": "vitals.recorded", "event_id": "r2", "occurred_at": now_minus(0.1), "systolic_mmhg": 70, **base})
+            await publish(producer.jetstream(), {"type": "infusion.started", "event_id": "r1", "occurred_at": now_minus(3),
+                                                 "session_id": "ses-up2", **base})
+            await publish(producer.jetstream(), {"type": "vitals.recorded", "event_id": "r2",
+                                                 "occurred_at": now_minus(0.1), "systolic_mmhg": 70, **base})
 
             async def critical():
                 return [a for a in await alerts(js) if a["patient_id"] == "pk-up2" and a["severity"] == "critical"]
 
             assert (await wait_for(critical, timeout=60))[0]["rule"] == "R7"  # the monitor reconnected
         finally:
-            await nc.close()
+            await admin.close()
+            await producer.close()
         up.send_signal(signal.SIGINT)
         assert up.wait(30) == 0
         assert b"embedded nats-server restarted" in (tmp_path / "up.log").read_bytes()

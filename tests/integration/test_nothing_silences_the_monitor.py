@@ -154,6 +154,21 @@ async def test_a_conflicting_duplicate_beyond_the_old_memory_is_dead_lettered_wi
         await nc.close()
 
 
+async def test_a_clock_tick_on_another_types_subject_is_refused(nats_server):
+    names = Names()
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    try:
+        async with run_worker(Settings(), nats_server.url, names) as worker:
+            tick = {"type": "clock.tick", "event_id": "sneaky", "occurred_at": now_minus(-60)}
+            await js.publish(names.inbound("vitals.recorded", "pk-live"), json.dumps(tick).encode())
+            (letter,) = await wait_for(lambda: _stream(js, names.stream_dlq), timeout=20)
+            assert letter.headers["Im-Field"] == "type"
+            assert worker.runner.engine.clock < datetime.now(UTC) + timedelta(minutes=1)  # the tick said +60 min
+    finally:
+        await nc.close()
+
+
 async def test_future_events_never_move_the_clock_past_the_wall_clock_and_a_future_tick_is_ignored(nats_server,
                                                                                                    monkeypatch):
     from services.cli.status import collect, render
@@ -212,8 +227,9 @@ async def _drill(url: str, names: Names, hostile: list[dict[str, Any]]) -> None:
                      *[encode(e) for e in hostile[20:]]]
             accepted = 0
             for line in lines:
-                try:
-                    await js.publish(names.inbound("vitals.recorded", "pk-drill"), line)
+                try:  # on the subject a producer would use for it (its type; ticks only as the product)
+                    event = json.loads(line)
+                    await js.publish(names.inbound(str(event.get("type")), event.get("patient_id")), line)
                     accepted += 1
                 except BadRequestError:  # over the size cap: refused to the producer
                     DRILL["refused"] += 1

@@ -65,7 +65,9 @@ async def test_raw_record_numbers_are_bad_input_and_pagers_get_only_what_they_ne
         async with run_pager(Settings(), nats_server.url, routes, pager=pager) as running:
             for event in _reaction(MRN, "raw", "ses-raw-1", "pump-3"):
                 await publish(js, event)
-            for event in _reaction("pk-priv", "named", f"ses-{NAME}", f"chair-{NAME}"):
+            # a session id with a name in it (a label is a site's choice; the session never leaves
+            # the product); the chair is shown to pagers by design, so it must be a chair's name
+            for event in _reaction("pk-priv", "named", f"ses-{NAME}", "chair-7"):
                 await publish(js, event)
             # the pseudonymous patient's critical alert is paged to both destinations
             await receiver.wait_for(2, timeout=30)
@@ -89,6 +91,7 @@ async def test_raw_record_numbers_are_bad_input_and_pagers_get_only_what_they_ne
                 assert leaked not in wire, (request.path, leaked)
         pd = next(r.body for r in receiver.requests if r.path == "/v2/enqueue")
         assert set(pd["payload"]["custom_details"]) <= {"alert_id", "kind", "severity", "site_id", "chair", "tier", "page"}
+        assert pd["payload"]["custom_details"]["chair"] == "chair-7"  # where to go: the alert carries its chair
         assert pd["dedup_key"] == alerts[0]["alert_id"] and pd["links"][0]["href"].endswith(alerts[0]["alert_id"])
     finally:
         await nc.close()

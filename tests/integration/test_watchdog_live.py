@@ -34,7 +34,9 @@ def _pager_settings(receiver: Receiver) -> PagerSettings:
 
 def _operator(receiver: Receiver, key: str, resolved: bool = False) -> list:
     """Pages at the failsafe for the operator condition ``kind/subject`` (triggers, or resolves)."""
-    return [r for r in receiver.accepted() if r.path == "/failsafe" and r.headers.get("x-im-dedup-key") == key
+    kind, _, subject = key.partition("/")
+    return [r for r in receiver.accepted() if r.path == "/failsafe" and r.body.get("kind") == kind
+            and (r.body.get("evidence") or {}).get("subject") == subject
             and (r.body.get("type") == "alert.resolved") == resolved]
 
 
