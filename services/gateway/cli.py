@@ -64,9 +64,7 @@ def run_hl7_lint(args: argparse.Namespace) -> int:
     try:
         config = GatewayConfig.load(env, site_timezone=args.site_tz)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}"
-                             for e in exc.errors(include_input=False, include_url=False))
-        print(f"infusion-monitor hl7 lint: bad configuration: {problems}", file=sys.stderr)
+        print(f"infusion-monitor hl7 lint: bad configuration: {config_problems(exc)}", file=sys.stderr)
         return 2
     except (OSError, ValueError) as exc:
         print(f"infusion-monitor hl7 lint: {exc}", file=sys.stderr)
@@ -74,6 +72,13 @@ def run_hl7_lint(args: argparse.Namespace) -> int:
     if placeholder:
         print(f"(no {SECRET_ENV}: patient keys below use a placeholder secret, not the site's)")
     return lint_files(list(args.files), config)
+
+
+def config_problems(exc: ValidationError) -> str:
+    """What is wrong with a configuration, field by field, without echoing any input (an input
+    may be the patient-key secret)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}"
+                     for e in exc.errors(include_input=False, include_url=False))
 
 
 def load_config(args: argparse.Namespace) -> GatewayConfig:
@@ -94,10 +99,8 @@ def run_gateway_service(args: argparse.Namespace, settings: Settings, url: str |
         return 2
     try:
         config = load_config(args)
-    except ValidationError as exc:  # never echo the input: it may be the patient-key secret
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}"
-                             for e in exc.errors(include_input=False, include_url=False))
-        print(f"infusion-monitor gateway: bad configuration: {problems}", file=sys.stderr)
+    except ValidationError as exc:
+        print(f"infusion-monitor gateway: bad configuration: {config_problems(exc)}", file=sys.stderr)
         return 2
     except (MissingSecret, ValueError) as exc:
         print(f"infusion-monitor gateway: {exc}", file=sys.stderr)
