@@ -232,19 +232,26 @@ async def test_retries_through_500s_and_refused_connections_then_delivers_in_ord
     assert not reported.conditions_active()  # never down: the cap (60 s) was not reached
 
 
+async def _deliver_two(receiver: Receiver, reported: Reported) -> tuple[Any, Any]:
+    """Two medium pages (pk-1 then pk-2) through one dispatcher to the receiver, until both are
+    reported; returns them in that order."""
+    r = _fast(routes(receiver.base))
+    first, second = (_pages(alert(0, Severity.MEDIUM, patient=p), r=r)[0] for p in ("pk-1", "pk-2"))
+    async with httpx.AsyncClient() as client:
+        dispatcher = await _dispatcher(r, client, reported)
+        try:
+            dispatcher.submit([first, second])
+            await _until(lambda: len(reported.states) == 2)
+        finally:
+            await dispatcher.stop()
+    return first, second
+
+
 async def test_a_refused_request_is_reported_failed_and_the_queue_goes_on():
     receiver = await Receiver(script=[400]).start()
     reported = Reported()
     try:
-        r = _fast(routes(receiver.base))
-        first, second = (_pages(alert(0, Severity.MEDIUM, patient=p), r=r)[0] for p in ("pk-1", "pk-2"))
-        async with httpx.AsyncClient() as client:
-            dispatcher = await _dispatcher(r, client, reported)
-            try:
-                dispatcher.submit([first, second])
-                await _until(lambda: len(reported.states) == 2)
-            finally:
-                await dispatcher.stop()
+        first, second = await _deliver_two(receiver, reported)
         assert [(s.page.event_id, s.state, s.reason) for s in reported.states] == [
             (first.event_id, DeliveryState.FAILED, "refused 400"), (second.event_id, DeliveryState.SENT, None)]
         assert [x.status for x in receiver.requests] == [400, 202]  # not retried
@@ -328,15 +335,7 @@ async def test_a_defect_outside_the_transport_is_reported_failed_and_the_queue_g
 
     reported = Flaky()
     try:
-        r = _fast(routes(receiver.base))
-        first, second = (_pages(alert(0, Severity.MEDIUM, patient=p), r=r)[0] for p in ("pk-1", "pk-2"))
-        async with httpx.AsyncClient() as client:
-            dispatcher = await _dispatcher(r, client, reported)
-            try:
-                dispatcher.submit([first, second])
-                await _until(lambda: len(reported.states) == 2)
-            finally:
-                await dispatcher.stop()
+        first, second = await _deliver_two(receiver, reported)
         assert [(s.page.event_id, s.state, s.reason) for s in reported.states] == [
             (first.event_id, DeliveryState.FAILED, "internal"), (second.event_id, DeliveryState.SENT, None)]
     finally:
