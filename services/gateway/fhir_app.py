@@ -12,17 +12,13 @@ the default) accepts anyone. ``GET /healthz`` needs nothing."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
-
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ..runtime.tokens import TokenFile
-
-if TYPE_CHECKING:
-    from .app import Gateway
+from .handling import Gateway, outcome
 
 MEDIA_TYPE = "application/fhir+json"
 
@@ -30,8 +26,6 @@ MEDIA_TYPE = "application/fhir+json"
 def make_app(gateway: Gateway, max_bytes: int, clients: TokenFile | None = None, max_in_flight_per_source: int = 8) -> Starlette:
     """``clients``: the bearer tokens to require (``None``: no token needed, i.e. mutual TLS or
     ``fhir_auth = "none"``)."""
-    from .app import outcome
-
     in_flight: Counter[str] = Counter()
 
     async def receive(request: Request) -> JSONResponse:
