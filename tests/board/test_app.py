@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.board.app import board_app, sse_board_html
+from services.board.app import board_app
 from services.board.auth import (
     BY_ACCOUNT,
     BY_SOURCE,
@@ -68,6 +68,11 @@ async def _login(client) -> str:
     assert answer.status_code == 303 and COOKIE in answer.cookies
     page = await client.get("/")
     return re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
+
+
+def _sse_html(payload: str) -> str:
+    """The HTML carried by one ``event: board`` message."""
+    return "\n".join(line[6:] for line in payload.splitlines() if line.startswith("data: "))
 
 
 def _critical_alert_id(html: str) -> str:
@@ -247,7 +252,7 @@ async def test_events_stream_starts_with_the_board(board):
     answer = await client.get("/events")
     assert answer.headers["content-type"].startswith("text/event-stream")
     assert answer.text.startswith("retry: 1500")
-    html = sse_board_html(answer.text.split("event: board", 1)[1])
+    html = _sse_html(answer.text.split("event: board", 1)[1])
     assert 'id="board-content"' in html and "pump-N04" in html and "{{csrf}}" not in html
 
 
