@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -178,6 +178,64 @@ async def _consume(sub: Any, stream: str, runner: PagerRunner, failed: asyncio.F
         _fail(failed, exc, log, "consumer")
 
 
+def _restored_engine(settings: Settings, routes: PagerRoutes, stored: Any) -> Engine:
+    """The pager core's engine as the last checkpoint left it (records, clock, timer order)."""
+    clock_at = stored.meta.get("clock")
+    return Engine(settings.monitor, [PagerCore(routes)], stored.records,
+                  clock=datetime.fromisoformat(clock_at) if clock_at else None,
+                  timer_seq=int(stored.meta.get("timer_seq", 0)))
+
+
+async def _start_acm_listeners(stack: contextlib.AsyncExitStack, routes: PagerRoutes, runner: PagerRunner,
+                               publish_events: Callable[[list[Any]], Awaitable[None]],
+                               log: Any) -> dict[str, tuple[str, int]]:
+    """A PCD-05 status listener per ACM destination that asks for one; their addresses by name."""
+    addresses: dict[str, tuple[str, int]] = {}
+    for name, dest in routes.destinations.items():
+        if dest.adapter == "acm" and dest.acm_settings.status_listen:
+            listener = AcmStatusListener(name, dest, runner.locate, publish_events, log)
+            addresses[name] = await listener.start()
+            stack.push_async_callback(listener.stop)
+    return addresses
+
+
+async def _start_ack_endpoint(stack: contextlib.AsyncExitStack, pager: PagerSettings, routes: PagerRoutes,
+                              runner: PagerRunner, publish_ack: Callable[[AlertAcknowledged], Awaitable[None]],
+                              log: Any) -> AckEndpoint | None:
+    """The acknowledgement endpoint, when bound and someone may call it (a caller token or the
+    PagerDuty webhook secret); never without a credential."""
+    if not pager.ack_bind:
+        return None
+    callers = Callers.load_or_create(pager.callers_path) if pager.callers_path else Callers(TokenFile([]))
+    if not callers and not pager.pagerduty_webhook_secret:
+        log.warning("acknowledgement endpoint off: no caller (INFUSION_MONITOR_PAGER_ACK_CALLERS) and no "
+                    "PagerDuty webhook secret")
+        return None
+    app = ack_app(runner.locate, publish_ack, callers=callers,
+                  pagerduty_secret=pager.pagerduty_webhook_secret, allowed_origins=pager.allowed_origins,
+                  destinations=frozenset(routes.destinations), log=log)
+    endpoint = AckEndpoint(app, pager.ack_bind, runner.observe, log, pager.tls, pager.ack_retry_s)
+    await endpoint.start()
+    stack.push_async_callback(endpoint.stop)
+    return endpoint
+
+
+def _wall_clock(runner: PagerRunner, every_s: float, failed: asyncio.Future[BaseException], log: Any) -> AsyncIOScheduler:
+    """The live clock: escalations and re-pages advance on the wall clock every ``every_s``."""
+    scheduler = AsyncIOScheduler(timezone=UTC)
+
+    async def wall_tick() -> None:
+        try:
+            await runner.advance(datetime.now(UTC))
+        except Exception as exc:
+            _fail(failed, exc, log, "timer advance")
+
+    scheduler.add_job(wall_tick, "interval", seconds=every_s, max_instances=1, coalesce=True,
+                      next_run_time=datetime.now(UTC))
+    scheduler.start()
+    return scheduler
+
+
 @asynccontextmanager
 async def run_pager(settings: Settings, nats_url: str | NatsAccess, routes: PagerRoutes, names: Names = Names(),
                     clock: str = "wall", *, pager: PagerSettings | None = None,
@@ -204,9 +262,7 @@ async def run_pager(settings: Settings, nats_url: str | NatsAccess, routes: Page
         store = await StateStore.open(js, names.state_bucket(SERVICE))
         stored = await store.load()
         clock_at = stored.meta.get("clock")
-        engine = Engine(settings.monitor, [PagerCore(routes)], stored.records,
-                        clock=datetime.fromisoformat(clock_at) if clock_at else None,
-                        timer_seq=int(stored.meta.get("timer_seq", 0)))
+        engine = _restored_engine(settings, routes, stored)
         runner_box: list[PagerRunner] = []
 
         async def observe(event: Any) -> None:
@@ -244,40 +300,12 @@ async def run_pager(settings: Settings, nats_url: str | NatsAccess, routes: Page
         async def publish_ack(event: AlertAcknowledged) -> None:
             await publish_events([event])
 
-        acm_status: dict[str, tuple[str, int]] = {}
-        for name, dest in routes.destinations.items():
-            if dest.adapter == "acm" and dest.acm_settings.status_listen:
-                listener = AcmStatusListener(name, dest, runner.locate, publish_events, log)
-                acm_status[name] = await listener.start()
-                stack.push_async_callback(listener.stop)
-
-        ack_url, endpoint = None, None
-        if pager.ack_bind:
-            callers = Callers.load_or_create(pager.callers_path) if pager.callers_path else Callers(TokenFile([]))
-            if callers or pager.pagerduty_webhook_secret:
-                app = ack_app(runner.locate, publish_ack, callers=callers,
-                              pagerduty_secret=pager.pagerduty_webhook_secret, allowed_origins=pager.allowed_origins,
-                              destinations=frozenset(routes.destinations), log=log)
-                endpoint = AckEndpoint(app, pager.ack_bind, runner.observe, log, pager.tls, pager.ack_retry_s)
-                ack_url = await endpoint.start()
-                stack.push_async_callback(endpoint.stop)
-            else:
-                log.warning("acknowledgement endpoint off: no caller (INFUSION_MONITOR_PAGER_ACK_CALLERS) and no "
-                            "PagerDuty webhook secret")
-
+        acm_status = await _start_acm_listeners(stack, routes, runner, publish_events, log)
+        endpoint = await _start_ack_endpoint(stack, pager, routes, runner, publish_ack, log)
+        ack_url = endpoint.url if endpoint is not None else None
         scheduler = None
         if clock == "wall":
-            scheduler = AsyncIOScheduler(timezone=UTC)
-
-            async def wall_tick() -> None:
-                try:
-                    await runner.advance(datetime.now(UTC))
-                except Exception as exc:
-                    _fail(failed, exc, log, "timer advance")
-
-            scheduler.add_job(wall_tick, "interval", seconds=tick_seconds or settings.tick_seconds,
-                              max_instances=1, coalesce=True, next_run_time=datetime.now(UTC))
-            scheduler.start()
+            scheduler = _wall_clock(runner, tick_seconds or settings.tick_seconds, failed, log)
         subs = []
         tasks = []
         for stream, (durable, _) in subjects.items():
