@@ -1,9 +1,11 @@
 """Run every benchmark and print a table: ``python3 run.py bench`` (or ``python -m bench``).
 
     python -m bench [--runs 3] [--events 1000000] [--live-events 200000] [--latency-seconds 15]
-                    [--pager-alerts 300] [--quick] [--only replay|growth|live|latency|memory|pager]
+                    [--pager-alerts 300] [--flood-samples 50] [--flooders 32] [--quick]
+                    [--only replay|growth|live|latency|memory|pager|login-flood]
 
-Figures are medians of ``--runs`` runs; every ratio is measured within the same run. Nothing
+Figures are medians of ``--runs`` runs (the login flood: one run, medians of its samples per
+phase); every ratio is measured within the same run. Nothing
 here is a test: it prints figures (docs/performance.md quotes them). Progress, with an estimate
 of the time left, goes to standard error as each part finishes (``bench/progress.py``).
 
@@ -15,6 +17,7 @@ the signal); every nats-server and service it started dies with it, even on SIGK
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import signal
@@ -27,13 +30,13 @@ from services.cli.helptext import Parser
 from services.runtime.children import die_with_parent
 from services.runtime.logs import configure
 
-from . import latency_bench, live_bench, pager_bench, replay_bench
+from . import latency_bench, live_bench, login_flood_bench, pager_bench, replay_bench
 from .common import Results
 from .generate import generate
 from .progress import Progress, plan
 
 LATENCY_RATES = [500, 2000, 5000]
-STEPS = ["replay", "growth", "live", "latency", "memory", "pager"]
+STEPS = ["replay", "growth", "live", "latency", "memory", "pager", "login-flood"]
 
 
 class Stopped(KeyboardInterrupt):
@@ -66,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--sessions", type=int, default=10_000, help="open sessions of the memory benchmark")
     parser.add_argument("--pager-alerts", type=int, default=300, help="alerts per pager latency run")
     parser.add_argument("--pager-rate", type=float, default=20.0, help="alerts per second to the healthy ward")
+    parser.add_argument("--flood-samples", type=int, default=50,
+                        help="login flood: wall display updates measured per phase (at most 50)")
+    parser.add_argument("--flooders", type=int, default=32, help="login flood: clients posting wrong passwords")
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes: checks that every benchmark runs, in about a minute")
     parser.add_argument("--only", choices=STEPS, action="append",
@@ -78,17 +84,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.runs, args.events, args.live_events, args.latency_seconds, args.sessions = 1, 3000, 2000, 2.0, 300
         args.pager_alerts = 20
+        args.flood_samples, args.flooders, flood_gap_s = 5, 4, 0.05
+    else:
+        flood_gap_s = 0.25
     only = set(args.only or STEPS)
     progress = Progress(plan(only, runs=args.runs, events=args.events, live_events=args.live_events,
                              latency_seconds=args.latency_seconds, rates=len(LATENCY_RATES),
                              pager_alerts=args.pager_alerts, pager_rate=args.pager_rate,
-                             pager_cases=len(pager_bench.CASES), sessions=args.sessions))
+                             pager_cases=len(pager_bench.CASES), sessions=args.sessions,
+                             flood_samples=args.flood_samples, flood_gap_s=flood_gap_s,
+                             flood_phases=len(login_flood_bench.PHASES)))
     results = Results()
     configure(None, level=logging.WARNING)  # the services' info lines would drown the progress
     _stop_on_signals()
     try:
         progress.begin()
-        _run(args, only, results, progress)
+        _run(args, only, results, progress, flood_gap_s)
     except Stopped as stop:
         print(f"\nbench: stopped by {stop}; the figures measured so far:", file=sys.stderr)
         print(results.table(), file=sys.stderr)
@@ -98,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, only: set[str], results: Results, progress: Progress) -> None:
+def _run(args: argparse.Namespace, only: set[str], results: Results, progress: Progress, flood_gap_s: float) -> None:
     def table() -> None:  # progress, in case a later step fails
         print(results.table(), file=sys.stderr, flush=True)
 
@@ -144,6 +155,12 @@ def _run(args: argparse.Namespace, only: set[str], results: Results, progress: P
             per = figures["rss_bytes_per_patient"]
             results.add(f"memory per patient with {figures['pending_per_patient']} pending readings", f"{per / 1024:.2f} KB/patient",
                         "", None, f"{figures['patients_with_pending']:,} patients whose start has not arrived yet")
+        if "login-flood" in only:
+            progress.start("login-flood")
+            phases = asyncio.run(login_flood_bench.run(args.flood_samples, args.flooders, flood_gap_s,
+                                                       tick=progress.tick))
+            login_flood_bench.add_figures(phases, args.flood_samples, args.flooders, results)
+            table()
 
 
 def _memory(sessions: int, *flags: str) -> dict:

@@ -89,11 +89,14 @@ class Progress:
 
 
 def plan(only: set[str], *, runs: int, events: int, live_events: int, latency_seconds: float, rates: int,
-         pager_alerts: int, pager_rate: float, pager_cases: int, sessions: int) -> list[Step]:
+         pager_alerts: int, pager_rate: float, pager_cases: int, sessions: int, flood_samples: int = 50,
+         flood_gap_s: float = 0.25, flood_phases: int = 4) -> list[Step]:
     """The steps asked for, with estimates from the reference machine's rates
     (docs/performance.md): generation ~85k events/s, offline replay ~31k events/s, parse-only
     ~135k events/s, interpreter start-up ~1 s, live ~60 s per 200k events (preload twice, raw
-    consumer, monitor), latency ~3 s of set-up and drain per run, pager ~3 s per case run."""
+    consumer, monitor), latency ~3 s of set-up and drain per run, pager ~3 s per case run, login
+    flood ~6 s of set-up per phase (the board's process, sign-in, the flood's start) and the
+    samples' gaps, plus ~1.2 s a sample in the phase that hashes on the event loop."""
     sizes = sorted({events // 100, events // 10, events})
     steps = []
     if only & {"replay", "growth"}:
@@ -110,4 +113,7 @@ def plan(only: set[str], *, runs: int, events: int, live_events: int, latency_se
         steps.append(Step("pager", pager_cases, pager_cases * runs * (pager_alerts / pager_rate + 3.0)))
     if "memory" in only:
         steps.append(Step("memory", 2, 2 * (2.0 + sessions / 1_000)))
+    if "login-flood" in only:
+        steps.append(Step("login-flood", flood_phases, flood_phases * (6.0 + flood_samples * flood_gap_s)
+                          + flood_samples * 1.2))
     return steps

@@ -23,6 +23,24 @@ import sys
 from pathlib import Path
 
 COST = 11
+PASSWORD_LINE = r'^PW_{user}: ".*"$'  # one per user in every config (services/runtime/permissions.py)
+
+
+def password_users(texts) -> list[str]:  # type: ignore[no-untyped-def]
+    """The users (upper case, as in ``PW_<USER>``) whose password lines the configs hold."""
+    pattern = PASSWORD_LINE.format(user="([A-Z0-9_]+)")
+    return sorted({m for text in texts for m in re.findall(pattern, text, flags=re.M)})
+
+
+def bcrypt_hash(password: str) -> str:
+    import bcrypt
+
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(COST)).decode()
+
+
+def set_hash(text: str, user: str, hashed: str) -> str:
+    """``text`` with ``user``'s password line holding ``hashed``."""
+    return re.sub(PASSWORD_LINE.format(user=user), lambda _: f'PW_{user}: "{hashed}"', text, flags=re.M)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,12 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.creds_dir is None and args.env_out is None:
         parser.error("say where the new passwords go: --creds-dir and/or --env-out")
     try:
-        import bcrypt
+        import bcrypt  # noqa: F401 - checked here, used by bcrypt_hash
     except ImportError:
         print("set_passwords: needs the bcrypt package (pip install bcrypt)", file=sys.stderr)
         return 2
     texts = {path: path.read_text() for path in args.configs}
-    users = sorted({m for text in texts.values() for m in re.findall(r'^PW_([A-Z0-9_]+): ".*"$', text, flags=re.M)})
+    users = password_users(texts.values())
     if args.users:
         wanted = {u.strip().upper() for u in args.users.split(",")}
         unknown = wanted - set(users)
@@ -52,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     passwords = {}
     for user in users:
         password = secrets.token_urlsafe(32)
-        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(COST)).decode()
+        hashed = bcrypt_hash(password)
         for path in texts:
-            texts[path] = re.sub(rf'^PW_{user}: ".*"$', f'PW_{user}: "{hashed}"', texts[path], flags=re.M)
+            texts[path] = set_hash(texts[path], user, hashed)
         lines.append(f"IM_NATS_{user}_PASSWORD={password}\n")
         passwords[user.lower()] = password
     if args.env_out is not None:

@@ -1,6 +1,7 @@
 """``python3 run.py bench`` tells how long is left and leaves nothing behind (issue 17, points
 8 and 2): the estimate of the time left, and SIGINT, SIGTERM or SIGKILL of the bench while its
-nats-server and a service run."""
+nats-server and a service run (the latency step), or its nats-server, the board's process and the
+login flood's (the login-flood step)."""
 
 from __future__ import annotations
 
@@ -53,26 +54,34 @@ def test_progress_reports_each_part_with_the_time_left():
 
 
 def test_the_default_plan_is_the_documented_quarter_hour():
-    steps = plan({"replay", "growth", "live", "latency", "memory", "pager"}, runs=3, events=1_000_000,
+    steps = plan({"replay", "growth", "live", "latency", "memory", "pager", "login-flood"}, runs=3, events=1_000_000,
                  live_events=200_000, latency_seconds=15, rates=3, pager_alerts=300, pager_rate=20,
                  pager_cases=3, sessions=10_000)
-    assert [s.name for s in steps] == ["generate", "replay", "growth", "live", "latency", "pager", "memory"]
+    assert [s.name for s in steps] == ["generate", "replay", "growth", "live", "latency", "pager", "memory",
+                                       "login-flood"]
     assert 10 * 60 <= sum(s.estimate_s for s in steps) <= 20 * 60
     assert duration(45) == "45 s" and duration(13 * 60) == "13 min" and duration(3 * 3600) == "3.0 h"
 
 
+CHILDREN = {  # a step of the bench -> what its children's command lines show once all run
+    "latency": ("nats-server", "service monitor"),  # the monitor service as a child
+    "login-flood": ("nats-server", "run_board(", '"password": "wrong"'),  # the board's process, the flood's
+}
+
+
 @pytest.mark.integration
 @pytest.mark.skipif(not HAS_PROC, reason="process checks use Linux /proc")
+@pytest.mark.parametrize("step", sorted(CHILDREN))
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
-def test_a_stopped_or_killed_bench_leaves_no_nats_server_or_service_behind(sig):
-    proc = subprocess.Popen([sys.executable, "-m", "bench", "--quick", "--only", "latency"], cwd=ROOT,
+def test_a_stopped_or_killed_bench_leaves_no_nats_server_or_service_behind(sig, step):
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "--quick", "--only", step], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while True:  # the latency bench runs a nats-server and the monitor service as children
+        while True:  # every kind of child the step starts is running
             children = descendants(proc.pid)
             commands = [command_of(p) for p in children]
-            if any("nats-server" in c for c in commands) and any("service monitor" in c for c in commands):
+            if all(any(mark in c for c in commands) for mark in CHILDREN[step]):
                 break
             assert proc.poll() is None and time.monotonic() < deadline, f"the bench did not start its children: {commands}"
             time.sleep(0.05)

@@ -17,12 +17,16 @@ def test_every_benchmark_runs_on_a_tiny_input():
                           timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = proc.stdout
+    assert "[8/8] login-flood (4 part(s))" in proc.stderr  # wired into python -m bench, with --quick sizes
     for figure in ("offline replay", "parse-only baseline", "replay / parse-only", "growth",
                    "live: raw nats-py pull + ack", "live: monitor worker", "live monitor / raw",
                    "alert latency at 500 events/s", "alert latency at 2,000 events/s", "memory with 300 open sessions",
                    "pager: publish-to-page, second destination healthy",
                    "pager: publish-to-page, second destination down (refusing)",
-                   "pager: publish-to-page, second destination hanging (timeouts)"):
+                   "pager: publish-to-page, second destination hanging (timeouts)",
+                   "login flood: wall display update, quiet", "login flood: wall display update, flood, throttled",
+                   "login flood: wall display update, flood, every attempt hashed",
+                   "login flood: wall display update, flood, hashed on the event loop"):
         assert figure in table, f"{figure!r} missing from\n{table}"
 
 
