@@ -8,7 +8,7 @@
 | ``GET /events`` | server-sent events: ``board`` with the fragment at connect and after every change |
 | ``GET /sessions/{patient}/{session}`` | a session's timeline (audited) |
 | ``GET /alerts/{alert_id}`` | the alert's session timeline (the link pagers carry back) |
-| ``POST /alerts/{alert_id}/ack`` | acknowledge (CSRF token; publishes ``alert.acknowledged`` ``via: board``; audited) |
+| ``POST /alerts/{alert_id}/ack`` | acknowledge (CSRF token; role ``nurse``, a ``viewer`` gets 403; publishes ``alert.acknowledged`` ``via: board``; audited) |
 | ``GET /day?date=YYYY-MM-DD`` | the day view: sessions, outcomes and alert counts per site |
 | ``GET /healthz`` | liveness, no sign-in |
 | ``/static/…`` | the page's CSS and script: the product serves every asset itself (no CDN) |
@@ -139,7 +139,7 @@ def board_app(hub: BoardHub, auth: Authenticator, publish: Publish, audit: Audit
 
     def page_context(user: User, identity: str, **extra: Any) -> dict[str, Any]:
         return {"user": user, "csrf": auth.csrf_token(identity), "proxy_mode": bool(auth.trusted_header),
-                "clock_mode": hub.clock_mode, **extra}
+                "clock_mode": hub.clock_mode, "can_acknowledge": user.can_acknowledge, **extra}
 
     def unauthorised(request: Request) -> Response:
         if "text/html" in request.headers.get("accept", "") and request.method == "GET":
@@ -148,16 +148,19 @@ def board_app(hub: BoardHub, auth: Authenticator, publish: Publish, audit: Audit
             return RedirectResponse("/login", status_code=303)
         return JSONResponse({"error": "sign in first"}, status_code=401)
 
-    cache: dict[str, Any] = {"key": None, "html": ""}
+    caches: dict[bool, dict[str, Any]] = {True: {"key": None, "html": ""}, False: {"key": None, "html": ""}}
 
-    def board_fragment() -> str:
-        """Rendered once per (version, second) for all pages; each page's CSRF token goes in later."""
+    def board_fragment(user: User) -> str:
+        """Rendered once per (version, second) for all pages of a kind (with Acknowledge buttons or,
+        for viewers, without); each page's CSRF token goes in later."""
         now = hub.now()
         key = (hub.version, hub.ready, int(now.timestamp()))
+        cache = caches[user.can_acknowledge]
         if cache["key"] != key:
             cache["key"] = key
             cache["html"] = env.get_template("_board.html").render(
-                board=hub.board(), version=hub.version, ready=hub.ready, clock_mode=hub.clock_mode, csrf="{{csrf}}")
+                board=hub.board(), version=hub.version, ready=hub.ready, clock_mode=hub.clock_mode, csrf="{{csrf}}",
+                can_acknowledge=user.can_acknowledge)
         return cache["html"]
 
     # -- sign-in ----------------------------------------------------------------------------
@@ -211,25 +214,25 @@ def board_app(hub: BoardHub, auth: Authenticator, publish: Publish, audit: Audit
         if who is None:
             return unauthorised(request)
         user, identity = who
-        return render("board.html", request, **page_context(user, identity, fragment=_with_csrf(board_fragment(), auth.csrf_token(identity)), page="board"))
+        return render("board.html", request, **page_context(user, identity, fragment=_with_csrf(board_fragment(user), auth.csrf_token(identity)), page="board"))
 
     async def fragment(request: Request) -> Response:
         who = identify(request)
         if who is None:
             return unauthorised(request)
-        return HTMLResponse(_with_csrf(board_fragment(), auth.csrf_token(who[1])))
+        return HTMLResponse(_with_csrf(board_fragment(who[0]), auth.csrf_token(who[1])))
 
     async def events(request: Request) -> Response:
         who = identify(request)
         if who is None:
             return JSONResponse({"error": "sign in first"}, status_code=401)
-        token = auth.csrf_token(who[1])
+        token, viewer = auth.csrf_token(who[1]), who[0]
 
         async def stream() -> AsyncIterator[str]:
             yield "retry: 1500\n\n"
             version, sent, last_write = -1, "", asyncio.get_running_loop().time()
             while True:
-                html = _with_csrf(board_fragment(), token)
+                html = _with_csrf(board_fragment(viewer), token)
                 version = hub.version
                 if html != sent:
                     sent = html
@@ -288,6 +291,10 @@ def board_app(hub: BoardHub, auth: Authenticator, publish: Publish, audit: Audit
         data = await form(request)
         if not auth.csrf_ok(identity, request.headers.get("x-csrf-token") or data.get("csrf")):
             return JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403)
+        if not user.can_acknowledge:
+            await audit("acknowledge_refused", user.username, {"alert_id": request.path_params["alert_id"],
+                                                               "role": user.role})
+            return JSONResponse({"error": f"the role {user.role} may not acknowledge"}, status_code=403)
         alert_id = request.path_params["alert_id"]
         found = hub.locate(alert_id)
         if found is None:
