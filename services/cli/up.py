@@ -132,27 +132,35 @@ def run_service(args: Namespace, settings: Settings) -> int:
 
 
 
-def start_embedded(data_dir: Path, instances: int, log, port: int = DEFAULT_PORT, names: Names = Names(),
-                   url_path: Path | None = None) -> EmbeddedNats:
-    """The embedded server with the deploy account layout (for ``names``), provisioned as admin, on
-    ``port`` unless it is taken (then a free one; 0: any free one). Its URL goes to ``url_path``."""
-    from ..runtime.provision import ledger_days, provision
-
+def launch_embedded(data_dir: Path, instances: int, port: int = DEFAULT_PORT, names: Names = Names()) -> EmbeddedNats:
+    """The embedded server with the deploy account layout (for ``names``) on ``port`` unless it is
+    taken (then a free one; 0: any free one); not provisioned yet."""
     auth = EmbeddedAuth(credentials_dir(data_dir), monitor_instances=instances, names=names)
     chosen = choose_port(port)
     try:
-        server = EmbeddedNats(data_dir / "nats", port=chosen, auth=auth).start()
+        return EmbeddedNats(data_dir / "nats", port=chosen, auth=auth).start()
     except RuntimeError:
         if not (chosen == port and port_taken(port)):
             raise
-        server = EmbeddedNats(data_dir / "nats", port=free_port(), auth=auth).start()  # taken in between
+        return EmbeddedNats(data_dir / "nats", port=free_port(), auth=auth).start()  # taken in between
+
+
+async def provision_embedded(server: EmbeddedNats, instances: int, names: Names = Names()) -> list[str]:
+    """Its streams and buckets, created by its admin."""
+    from ..runtime.provision import ledger_days, provision
+
+    return await provision(server.access("admin"), names, instances=instances, ledger=ledger_days())
+
+
+def start_embedded(data_dir: Path, instances: int, log, port: int = DEFAULT_PORT) -> EmbeddedNats:
+    """``up``'s server: launched, provisioned, its URL written to ``DATA_DIR/nats.url``."""
+    server = launch_embedded(data_dir, instances, port)
     try:
-        changed = asyncio.run(provision(server.access("admin"), names, instances=instances, ledger=ledger_days()))
+        changed = asyncio.run(provision_embedded(server, instances))
     except BaseException:
         server.stop()
         raise
-    if url_path is not None:
-        url_path.write_text(server.url + "\n")
+    url_file(data_dir).write_text(server.url + "\n")
     log.info("embedded nats-server started", url=server.url, pid=server.pid, store=str(data_dir / "nats"),
              credentials=str(credentials_dir(data_dir)), provisioned=len(changed))
     return server
@@ -221,7 +229,7 @@ def run_up(args: Namespace, settings: Settings) -> int:
     credentials = Path(os.environ[CREDENTIALS_DIR_ENV]) if os.environ.get(CREDENTIALS_DIR_ENV) else None
     if url is None:
         wanted = args.nats_port if args.nats_port is not None else int(os.environ.get(NATS_PORT_ENV, DEFAULT_PORT))
-        server = start_embedded(data_dir, instances, log, port=wanted, url_path=url_file(data_dir))
+        server = start_embedded(data_dir, instances, log, port=wanted)
         if wanted and server.port != wanted:
             port_note = f"port {wanted} was taken"
             log.warning("NATS port taken: the embedded server listens on another one", wanted=wanted, port=server.port)
