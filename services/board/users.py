@@ -8,7 +8,6 @@ once per change, naming the file, never a hash); a file that is gone means no us
 
 from __future__ import annotations
 
-import json
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -22,17 +21,32 @@ HEADER = ("# The board's users (infusion-monitor board add-user NAME [--role nur
           "# A running board re-reads this file when it changes.\n")
 
 
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string: any character but the quote, the backslash and the control
+    characters as itself (JSON's escapes would write a character beyond U+FFFF as a surrogate pair,
+    which TOML refuses: a display name with one would leave the board without users)."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif (ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
 def render_users(users: dict[str, User]) -> str:
-    """The users file's text (TOML: JSON strings are valid TOML basic strings)."""
+    """The users file's text (TOML)."""
     out = [HEADER]
     for username in sorted(users):
         user = users[username]
-        out.append(f"[users.{json.dumps(username)}]")
-        out.append(f"name = {json.dumps(user.name)}")
+        out.append(f"[users.{toml_string(username)}]")
+        out.append(f"name = {toml_string(user.name)}")
         if user.password:
-            out.append(f"password = {json.dumps(user.password)}")
+            out.append(f"password = {toml_string(user.password)}")
         if user.role != NURSE:
-            out.append(f"role = {json.dumps(user.role)}")
+            out.append(f"role = {toml_string(user.role)}")
         out.append("")
     return "\n".join(out)
 

@@ -22,7 +22,7 @@ async def _run(args: Namespace, access: NatsAccess) -> int:
     names = Names()
     gateway = getattr(args, "stream", "monitor") == "gateway"
     stream = names.stream_gateway_dlq if gateway else names.stream_dlq
-    nc = await access.connect("operator")
+    nc = await access.connect_once("operator")
     js = nc.jetstream()
     try:
         if args.deadletter_command == "redrive" and gateway:

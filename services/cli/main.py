@@ -166,6 +166,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..runtime.logs import configure
 
     configure(settings.log_format)  # logs go to standard error from the start (stdout is the command's output)
+    from ..runtime.access import CannotConnect
+
+    try:
+        return _command(args, settings)
+    except CannotConnect as exc:  # alerts, status, deadletter: a wrong URL or credential, said at once
+        print(f"infusion-monitor {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _command(args: argparse.Namespace, settings) -> int:  # noqa: ANN001 - Settings, imported late
     match args.command:
         case "replay":
             from .replay_cmd import run_replay
