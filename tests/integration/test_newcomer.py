@@ -40,12 +40,15 @@ INSTALL_S = 600  # the clone's first command creates .venv and installs from the
 PASSWORD = "first-hour-pw-1"
 
 
-def _quick_start() -> list[str]:
-    """The commands of the README's quick start, as written (comments cut)."""
+def _readme_commands(after: str) -> list[str]:
+    """The commands of the README's first shell block after ``after``, as written (comments cut)."""
     text = (ROOT / "README.md").read_text()
-    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    block = section.split("```sh", 1)[1].split("```", 1)[0]
+    block = text.split(after, 1)[1].split("```sh", 1)[1].split("```", 1)[0]
     return [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def _quick_start() -> list[str]:
+    return _readme_commands("## Quick start")
 
 
 def _newcomer_env(tmp: Path, **extra: str) -> dict[str, str]:
@@ -215,6 +218,8 @@ def test_up_from_a_fresh_clone_serves_what_it_prints_and_leaves_nothing_behind(c
         # the producer example, run as up prints it: a session and its critical alert
         try_it = re.search(r"Try it: (.+?)   then: (.+)$", text, re.M)
         assert try_it, text
+        readme = _readme_commands("The producer example is")  # the README's producer example is what up says
+        assert readme == ["python3 run.py up", try_it.group(1), try_it.group(2)], (readme, try_it.groups())
         producer = _run(clone, try_it.group(1), env)
         assert producer.returncode == 0, producer.stdout + producer.stderr
         assert re.search(r"ALERT CRITICAL R7 ", producer.stdout), producer.stdout
