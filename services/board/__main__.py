@@ -2,7 +2,8 @@
 ``python -m services.board hash-password`` prints an scrypt hash for the users file (the password
 is read from standard input, or asked for on a terminal);
 ``python -m services.board board-at LOG.jsonl TIMESTAMP`` prints the board at that moment of a log.
-(The same as ``infusion-monitor service board`` / ``replay LOG --board-at T`` once the CLI wires them.)"""
+(The documented commands: ``infusion-monitor service board``, ``board add-user NAME`` (writes the
+users file) and ``replay LOG --board-at T``.)"""
 
 from __future__ import annotations
 

@@ -33,6 +33,10 @@ class Acknowledge:
         data = await form(request)
         if not site.auth.csrf_ok(identity, request.headers.get("x-csrf-token") or data.get("csrf")):
             return JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403)
+        if not user.can_acknowledge:
+            await site.audit("acknowledge_refused", user.username, {"alert_id": request.path_params["alert_id"],
+                                                                    "role": user.role})
+            return JSONResponse({"error": f"the role {user.role} may not acknowledge"}, status_code=403)
         alert_id = request.path_params["alert_id"]
         found = site.hub.locate(alert_id)
         if found is None:

@@ -10,7 +10,7 @@ routes, composed from ``signin.py``, ``pages.py`` and ``acknowledge.py`` over th
 | ``GET /events`` | server-sent events: ``board`` with the fragment at connect and after every change |
 | ``GET /sessions/{patient}/{session}`` | a session's timeline (audited) |
 | ``GET /alerts/{alert_id}`` | the alert's session timeline (the link pagers carry back) |
-| ``POST /alerts/{alert_id}/ack`` | acknowledge (CSRF token; publishes ``alert.acknowledged`` ``via: board``; audited) |
+| ``POST /alerts/{alert_id}/ack`` | acknowledge (CSRF token; role ``nurse``, a ``viewer`` gets 403; publishes ``alert.acknowledged`` ``via: board``; audited) |
 | ``GET /day?date=YYYY-MM-DD`` | the day view: sessions, outcomes and alert counts per site |
 | ``GET /healthz`` | liveness, no sign-in |
 | ``/static/…`` | the page's CSS and script: the product serves every asset itself (no CDN) |

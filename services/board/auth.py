@@ -2,13 +2,19 @@
 sessions that sign-out ends, throttled sign-in, CSRF tokens, and an explicit SSO-proxy mode (a
 trusted header from configured proxy addresses only).
 
-Users file (TOML, ``INFUSION_MONITOR_BOARD_USERS``)::
+Users file (TOML, ``INFUSION_MONITOR_BOARD_USERS``, default ``DATA_DIR/board/users.toml``;
+``infusion-monitor board add-user NAME`` writes it, ``users.py``)::
 
     [users.anna]
     name = "Anna K., RN"           # shown on the board and in the audit trail (staff identity)
-    password = "scrypt$16384$8$1$<salt hex>$<hash hex>"   # python -m services.board hash-password
+    password = "scrypt$16384$8$1$<salt hex>$<hash hex>"
+    role = "nurse"                 # nurse (default): sees and acknowledges; viewer: sees only
     [users."nurse.k"]              # SSO proxy mode: listed users only; no password needed
     name = "Nurse K."
+
+- **Roles**: ``nurse`` sees the board and acknowledges alerts; ``viewer`` only sees it (a wall
+  display signed in all day: nobody passing by can acknowledge from it). A viewer's pages carry
+  no Acknowledge button and the server refuses its acknowledgements (403).
 
 - **Sessions** live on the server (``Sessions``): the cookie holds a random 256-bit id; the
   server keeps its SHA-256 with the user and the expiry, in ``DATA_DIR/board/sessions.json``
@@ -74,11 +80,20 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, bytes.fromhex(digest))
 
 
+NURSE, VIEWER = "nurse", "viewer"
+ROLES = {NURSE: "sees the board and acknowledges alerts", VIEWER: "sees the board only (a wall display)"}
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     username: str
     name: str
     password: str = ""  # the scrypt hash ("": SSO only, never a password sign-in)
+    role: str = NURSE
+
+    @property
+    def can_acknowledge(self) -> bool:
+        return self.role == NURSE
 
 
 def load_users(path: str | Path) -> dict[str, User]:
@@ -94,8 +109,12 @@ def load_users(path: str | Path) -> dict[str, User]:
             raise ValueError(f"users.{username}: a table with name and password")
         password = entry.get("password")
         if password is not None and not str(password).startswith("scrypt$"):
-            raise ValueError(f"users.{username}.password: an scrypt hash is required (python -m services.board hash-password)")
-        users[username] = User(username, str(entry.get("name") or username), str(password or ""))
+            raise ValueError(f"users.{username}.password: an scrypt hash is required "
+                             "(infusion-monitor board add-user NAME writes one)")
+        role = entry.get("role", NURSE)
+        if role not in ROLES:
+            raise ValueError(f"users.{username}.role: one of {', '.join(ROLES)}")
+        users[username] = User(username, str(entry.get("name") or username), str(password or ""), role)
     return users
 
 
@@ -258,6 +277,7 @@ class Authenticator:
     clock: Callable[[], float] = time.time
     sessions: Sessions | None = None
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    reload: Callable[[], dict[str, User]] | None = None  # the users file as it is now (users.UsersFile)
     _pending: int = 0
 
     def __post_init__(self) -> None:
@@ -274,7 +294,7 @@ class Authenticator:
             return SignIn(retry_after=wait)
         if self._pending >= MAX_PENDING_HASHES:
             return SignIn(retry_after=1.0)
-        user = self.users.get(username)
+        user = self.current_users().get(username)
         # an unknown user costs the same scrypt as a known one (no user enumeration by timing)
         stored = user.password if user is not None and user.password else _dummy_hash()
         self._pending += 1
@@ -288,6 +308,12 @@ class Authenticator:
         self.throttle.succeeded(source, username)
         assert self.sessions is not None
         return SignIn(user, self.sessions.start(user.username))
+
+    def current_users(self) -> dict[str, User]:
+        """The users, re-read when the users file changed (a user added, removed, a new password)."""
+        if self.reload is not None:
+            self.users = self.reload()
+        return self.users
 
     def sign_out(self, session_id: str | None) -> bool:
         assert self.sessions is not None
@@ -316,12 +342,12 @@ class Authenticator:
                     headers.get(PROXY_SECRET_HEADER, "").encode(), self.proxy_secret.encode()):
                 return None
             value = headers.get(self.trusted_header.lower())
-            known = self.users.get(value) if value and USERNAME.fullmatch(value) else None
+            known = self.current_users().get(value) if value and USERNAME.fullmatch(value) else None
             return (known, f"proxy:{value}") if known is not None else None
         cookie = cookies.get(COOKIE)
         assert self.sessions is not None
         username = self.sessions.user(cookie)
-        user = self.users.get(username) if username else None
+        user = self.current_users().get(username) if username else None
         if user is None:
             return None
         return user, f"session:{hashlib.sha256(cookie.encode()).hexdigest()}"  # type: ignore[union-attr]
@@ -342,6 +368,6 @@ def _dummy_hash() -> str:
     return _DUMMY[0]
 
 
-def users_from_pairs(pairs: Iterable[tuple[str, str, str]]) -> dict[str, User]:
+def users_from_pairs(pairs: Iterable[tuple[str, str, str]], role: str = NURSE) -> dict[str, User]:
     """(username, display name, password) -> users with fresh hashes (tests, first setup)."""
-    return {u: User(u, n, hash_password(p)) for u, n, p in pairs}
+    return {u: User(u, n, hash_password(p), role) for u, n, p in pairs}

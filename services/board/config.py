@@ -3,7 +3,7 @@
 | variable | meaning | default |
 |---|---|---|
 | ``INFUSION_MONITOR_BOARD_BIND`` | host:port of the web server (``off``: none) | ``127.0.0.1:8090`` |
-| ``INFUSION_MONITOR_BOARD_USERS`` | users file (TOML, scrypt hashes) | unset: nobody can sign in |
+| ``INFUSION_MONITOR_BOARD_USERS`` | users file (TOML, scrypt hashes; ``infusion-monitor board add-user`` writes it) | ``DATA_DIR/board/users.toml`` |
 | ``INFUSION_MONITOR_BOARD_SECRET`` | CSRF signing key | a random key kept in ``DATA_DIR/board/secret`` |
 | ``INFUSION_MONITOR_BOARD_ALLOWED_HOSTS`` | host names the board answers to (``Host`` header; ``*``: any) | ``localhost,127.0.0.1,[::1]`` and the bind host |
 | ``INFUSION_MONITOR_BOARD_TRUSTED_HEADER`` | SSO proxy mode: the header naming the signed-in user | unset (off) |
@@ -29,6 +29,14 @@ from ..runtime.tls import ServerTls
 from .view import ViewOptions
 
 DEFAULT_BIND = "127.0.0.1:8090"
+USERS_ENV = "INFUSION_MONITOR_BOARD_USERS"
+
+
+def users_path(data_dir: Path, env: dict[str, str] | None = None) -> Path:
+    """The users file: ``INFUSION_MONITOR_BOARD_USERS``, else ``DATA_DIR/board/users.toml`` (what
+    the board under ``up`` reads and ``board add-user`` writes)."""
+    configured = (os.environ if env is None else env).get(USERS_ENV)
+    return Path(configured) if configured else data_dir / "board" / "users.toml"
 
 
 def _bool(text: str | None) -> bool:
@@ -64,7 +72,7 @@ class BoardConfig:
         secure = env.get("INFUSION_MONITOR_BOARD_COOKIE_SECURE")
         return cls(
             bind=None if bind.lower() in ("", "off", "none") else bind,
-            users_path=env.get("INFUSION_MONITOR_BOARD_USERS") or None,
+            users_path=str(users_path(data, env)),
             secret=env.get("INFUSION_MONITOR_BOARD_SECRET") or None,
             secret_path=data / "board" / "secret",
             trusted_header=env.get("INFUSION_MONITOR_BOARD_TRUSTED_HEADER") or None,

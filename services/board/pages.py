@@ -24,14 +24,14 @@ class Pages:
         if (who := site.identify(request)) is None:
             return site.unauthorised(request)
         user, identity = who
-        fragment = site.board_fragment(site.auth.csrf_token(identity))
+        fragment = site.board_fragment(user, site.auth.csrf_token(identity))
         return site.render("board.html", **site.page_context(user, identity, fragment=fragment, page="board"))
 
     async def fragment(self, request: Request) -> Response:
         """``GET /board/fragment``"""
         if (who := self.site.identify(request)) is None:
             return self.site.unauthorised(request)
-        return HTMLResponse(self.site.board_fragment(self.site.auth.csrf_token(who[1])))
+        return HTMLResponse(self.site.board_fragment(who[0], self.site.auth.csrf_token(who[1])))
 
     async def events(self, request: Request) -> Response:
         """``GET /events``: the fragment at connect and after every change, a keep-alive comment
@@ -39,14 +39,14 @@ class Pages:
         site, hub = self.site, self.site.hub
         if (who := site.identify(request)) is None:
             return JSONResponse({"error": "sign in first"}, status_code=401)
-        token = site.auth.csrf_token(who[1])
+        viewer, token = who[0], site.auth.csrf_token(who[1])
 
         async def stream() -> AsyncIterator[str]:
             loop = asyncio.get_running_loop()
             yield "retry: 1500\n\n"
             sent, last_write = "", loop.time()
             while True:
-                html = site.board_fragment(token)
+                html = site.board_fragment(viewer, token)
                 version = hub.version
                 if html != sent:
                     sent = html

@@ -41,7 +41,9 @@ from ..engine.bus import content_digest
 from ..engine.ids import stable_id
 from ..pager.wire import parse_wire, subject_type
 from ..runtime.access import NatsAccess, access_for
+from ..runtime import listening
 from ..runtime.health import Heartbeats, instance_name
+from ..runtime.listening import announce
 from ..runtime.shells import deliver_prefix, pull_batches, start_http, stop_consuming, stop_http
 from ..runtime.logs import get_logger
 from ..runtime.names import Names
@@ -51,6 +53,7 @@ from .app import board_app
 from .auth import Authenticator, Sessions, load_or_create_secret, load_users
 from .config import BoardConfig, allowed_hosts
 from .hub import BoardHub
+from .users import UsersFile
 from .projection import BoardProjection
 
 SERVICE = "board"
@@ -194,11 +197,13 @@ def make_auditor(js: Any, names: Names, log: Any, hub: BoardHub) -> Any:
 def make_authenticator(config: BoardConfig, log: Any) -> Authenticator:
     """The users, sessions (kept beside the secret, mode 0600) and the SSO settings; refuses a
     proxy mode without configured proxy addresses (ValueError)."""
-    users = load_users(config.users_path) if config.users_path else {}
+    users_file = UsersFile(config.users_path, log) if config.users_path else None
+    users = load_users(config.users_path) if users_file and users_file.path.exists() else {}  # bad at start: refused
     if config.trusted_header and not config.trusted_proxies:
         raise ValueError("SSO proxy mode needs INFUSION_MONITOR_BOARD_TRUSTED_PROXIES (the proxy's addresses)")
     if not users:
-        log.warning("no board users configured (INFUSION_MONITOR_BOARD_USERS): nobody can sign in")
+        log.warning("no board users yet: nobody can sign in until one is added (infusion-monitor board add-user "
+                    "NAME; the board re-reads its users file)", path=config.users_path)
     if not config.cookie_secure:
         log.warning("session cookies without Secure (INFUSION_MONITOR_BOARD_COOKIE_SECURE=false): plain HTTP only")
     secret = config.secret.encode() if config.secret else load_or_create_secret(config.secret_path)
@@ -206,7 +211,7 @@ def make_authenticator(config: BoardConfig, log: Any) -> Authenticator:
     return Authenticator(users=users, secret=secret, session_hours=config.session_hours,
                          cookie_secure=config.cookie_secure, trusted_header=config.trusted_header,
                          trusted_proxies=config.trusted_proxies, proxy_secret=config.proxy_secret,
-                         sessions=sessions)
+                         sessions=sessions, reload=users_file.current if users_file else None)
 
 
 @asynccontextmanager
@@ -259,6 +264,7 @@ async def run_board(settings: Settings, nats_url: str | NatsAccess, board_config
             server, server_task, url = await start_http(app, board_config.bind, "board", board_config.tls,
                                                         timeout_graceful_shutdown=3)
             log.info("board listening", url=url)
+            announce(listening.BOARD, url)  # for the up that started it
         tasks = [asyncio.create_task(_follow(sub, feeder, failed, log, broker.connection)) for sub in subs]
         heartbeats = Heartbeats(broker.connection, names, "board", instance_name(), _status(feeder), log=log)
         if names.ns == Names().ns:

@@ -45,8 +45,7 @@ class Site:
     def __init__(self, hub: BoardHub, auth: Authenticator, publish: Publish, audit: Audit) -> None:
         self.hub, self.auth, self.publish, self.audit = hub, auth, publish, audit
         self.env = _environment(hub)
-        self._fragment_key: Any = None
-        self._fragment_html = ""
+        self._fragments: dict[bool, tuple[Any, str]] = {}  # can acknowledge: (version, ready, second), html
 
     def render(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         return HTMLResponse(self.env.get_template(name).render(**context), status_code=status)
@@ -58,7 +57,7 @@ class Site:
 
     def page_context(self, user: User, identity: str, **extra: Any) -> dict[str, Any]:
         return {"user": user, "csrf": self.auth.csrf_token(identity), "proxy_mode": bool(self.auth.trusted_header),
-                "clock_mode": self.hub.clock_mode, **extra}
+                "clock_mode": self.hub.clock_mode, "can_acknowledge": user.can_acknowledge, **extra}
 
     def unauthorised(self, request: Request) -> Response:
         if "text/html" in request.headers.get("accept", "") and request.method == "GET":
@@ -67,16 +66,18 @@ class Site:
             return RedirectResponse("/login", status_code=303)
         return JSONResponse({"error": "sign in first"}, status_code=401)
 
-    def board_fragment(self, csrf: str) -> str:
-        """The board's tiles, rendered once per (version, second) for all pages; each page's CSRF
-        token goes in afterwards."""
+    def board_fragment(self, user: User, csrf: str) -> str:
+        """The board's tiles, rendered once per (version, second) for all pages of a kind (with
+        Acknowledge buttons, or for viewers without); each page's CSRF token goes in afterwards."""
         hub = self.hub
         key = (hub.version, hub.ready, int(hub.now().timestamp()))
-        if self._fragment_key != key:
-            self._fragment_key = key
-            self._fragment_html = self.env.get_template("_board.html").render(
-                board=hub.board(), version=hub.version, ready=hub.ready, clock_mode=hub.clock_mode, csrf=CSRF_SLOT)
-        return self._fragment_html.replace(CSRF_SLOT, csrf)
+        kind = user.can_acknowledge
+        if self._fragments.get(kind, (None, ""))[0] != key:
+            html = self.env.get_template("_board.html").render(
+                board=hub.board(), version=hub.version, ready=hub.ready, clock_mode=hub.clock_mode, csrf=CSRF_SLOT,
+                can_acknowledge=kind)
+            self._fragments[kind] = (key, html)
+        return self._fragments[kind][1].replace(CSRF_SLOT, csrf)
 
 
 def same_origin(request: Request) -> bool:

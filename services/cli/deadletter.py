@@ -15,14 +15,14 @@ from nats.js.errors import NotFoundError
 from ..runtime.access import NatsAccess
 from ..runtime.names import Names
 from ..runtime.settings import Settings
-from .up import resolve_nats
+from .up import no_running_up, resolve_nats
 
 
 async def _run(args: Namespace, access: NatsAccess) -> int:
     names = Names()
     gateway = getattr(args, "stream", "monitor") == "gateway"
     stream = names.stream_gateway_dlq if gateway else names.stream_dlq
-    nc = await access.connect("operator")
+    nc = await access.connect_once("operator")
     js = nc.jetstream()
     try:
         if args.deadletter_command == "redrive" and gateway:
@@ -71,7 +71,7 @@ def _source(headers: dict[str, str]) -> str:
 def run_deadletter(args: Namespace, settings: Settings) -> int:
     url = resolve_nats(args, settings, "operator")
     if not url:
-        print("infusion-monitor deadletter: no NATS URL (--nats, NATS_URL, or a running `up`)", file=sys.stderr)
+        print(no_running_up("deadletter", args, settings), file=sys.stderr)
         return 2
     try:
         return asyncio.run(_run(args, url))

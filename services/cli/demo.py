@@ -5,8 +5,11 @@ stays up after the replay until Ctrl-C or SIGTERM.
 Stopping: the first SIGINT/SIGTERM stops the demo at once and cleanly (the replay is cancelled,
 the board, the monitor and the embedded server are stopped, its temporary store removed); a
 second one exits immediately. The embedded server dies with the demo whatever kills it
-(``runtime.children``; signals: ``runtime.stopping``). Exit code 0 when the demo is stopped after its replay (the way it ends),
-128 + the signal number when it is stopped during the replay."""
+(``runtime.children``; signals: ``runtime.stopping``). It has ``up``'s authenticated layout
+(``up.launch_embedded``): no anonymous access; the replay publishes and drives time as the admin,
+the monitor and the board run as their own users, with credentials files in the temporary folder.
+Exit code 0 when the demo is stopped after its replay (the way it ends), 128 + the signal number
+when it is stopped during the replay."""
 
 from __future__ import annotations
 
@@ -78,25 +81,33 @@ async def _demo(lines: list[bytes], settings: Settings, pace, show, board: bool)
     from ..board.auth import Authenticator, users_from_pairs
     from ..board.config import BoardConfig
     from ..board.service import start_board
-    from ..runtime.embedded import EmbeddedNats
     from ..runtime.names import Names
+    from .up import launch_embedded, provision_embedded
 
     stop = StopSignals()
     names = Names(ns=f"demo{uuid.uuid4().hex[:8]}")
     password = secrets.token_urlsafe(9)
     sign_in = f"sign in as demo / {password}"
     try:
-        with tempfile.TemporaryDirectory(prefix="im-demo-") as tmp, EmbeddedNats(Path(tmp) / "nats") as server:
+        with tempfile.TemporaryDirectory(prefix="im-demo-") as tmp:
+            # up's layout: no anonymous access, one user per service with its own credentials file,
+            # streams provisioned by the admin; the replay drives time as admin, the monitor and
+            # the board run as their own users
+            server = launch_embedded(Path(tmp), 1, port=0, names=names)
             async with contextlib.AsyncExitStack() as stack:
+                stack.callback(server.stop)
+                await provision_embedded(server, 1, names)
                 url = None
                 if board:
                     auth = Authenticator(users_from_pairs([("demo", "Demo nurse", password)]), secrets.token_bytes(32))
                     config = BoardConfig(bind="127.0.0.1:0", clock="event", secret=secrets.token_hex(16))
-                    url = await stack.enter_async_context(start_board(server.url, settings, config, names, auth=auth))
+                    url = await stack.enter_async_context(start_board(server.access("board"), settings, config, names,
+                                                                      auth=auth))
                     print(f"The live board: {url}  ({sign_in})\n", flush=True)
                     _open_browser(url)
                 result = await until_stopped(replay_online_async(
-                    lines, settings, None, server.url, pace=pace, on_output=show, names=names), stop)
+                    lines, settings, None, server.access("admin"), pace=pace, on_output=show, names=names,
+                    worker=server.access("monitor")), stop)
                 if result is None:
                     print("The demo was stopped during the replay.", flush=True)
                     return stop.exit_code

@@ -53,8 +53,11 @@ def _parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run all services (embedded NATS unless NATS_URL/--nats)")
     up.add_argument("--nats", help="NATS URL (default: $NATS_URL, else an embedded server)")
-    up.add_argument("--data-dir", type=Path, help="where the embedded server keeps its store "
-                                                  "(default: $INFUSION_MONITOR_DATA_DIR, else ./var)")
+    up.add_argument("--data-dir", type=Path, help="where the embedded server keeps its store, the credentials "
+                                                  "and the board's users (default: $INFUSION_MONITOR_DATA_DIR, else ./var)")
+    up.add_argument("--nats-port", type=int, metavar="N",
+                    help="the embedded server's port; when it is taken, up takes a free one and says so "
+                         "(default: $INFUSION_MONITOR_NATS_PORT, else 4222; 0: any free port)")
 
     demo = sub.add_parser("demo", help="replay the bundled clinic day through NATS and show the alerts")
     demo.add_argument("--speedup", type=float, default=3000.0, metavar="N",
@@ -94,26 +97,43 @@ def _parser() -> argparse.ArgumentParser:
 
     alerts = sub.add_parser("alerts", help="recent alerts, their state (raised, delivered, acknowledged, ...) "
                                             "and each paging destination's delivery state")
-    alerts.add_argument("--nats", help="NATS URL (default: $NATS_URL, else the one a running up wrote down)")
+    _add_running_up_arguments(alerts)
     alerts.add_argument("--limit", type=int, default=20, help="how many of the latest alerts to show")
 
     status = sub.add_parser("status", help="what each running service says about itself: position, lag, counts, "
                                            "last error (its heartbeats)")
-    status.add_argument("--nats", help="NATS URL (default: $NATS_URL, else the one a running up wrote down)")
+    _add_running_up_arguments(status)
     status.add_argument("--seconds", type=float, help="how long to listen (default: one heartbeat interval + 1 s)")
 
     provision = sub.add_parser("provision", help="create and update the streams and KV buckets (admin credential; "
                                                   "up does it for its embedded server)")
-    provision.add_argument("--nats", help="NATS URL (default: $NATS_URL, else the one a running up wrote down)")
+    _add_running_up_arguments(provision)
     provision.add_argument("--monitor-instances", type=int,
                            help="monitor instances to make state buckets for (default $INFUSION_MONITOR_MONITOR_INSTANCES or 1)")
+
+    board = sub.add_parser("board", help="the board's users")
+    board_sub = board.add_subparsers(dest="board_command", required=True)
+    add_user = board_sub.add_parser(
+        "add-user", help="add a board user, or give one a new password (asked twice; from standard input when it "
+                         "is not a terminal); a running board reads it at the next sign-in")
+    add_user.add_argument("username", help="the sign-in name (A-Z a-z 0-9 _ . @ -)")
+    add_user.add_argument("--role", choices=["nurse", "viewer"],
+                          help="nurse: sees the board and acknowledges alerts; viewer: sees it only, e.g. a wall "
+                               "display (default: nurse; an existing user keeps theirs)")
+    add_user.add_argument("--name", dest="display_name", metavar="DISPLAY_NAME",
+                          help="the name shown on the board and in the audit trail, e.g. \"Anna K., RN\" "
+                               "(default: the user name; an existing user keeps theirs)")
+    add_user.add_argument("--data-dir", type=Path, help="the data directory of the up whose board this is "
+                                                        "(default: $INFUSION_MONITOR_DATA_DIR, else ./var)")
+    add_user.add_argument("--users", help="the users file (default: $INFUSION_MONITOR_BOARD_USERS, else "
+                                          "DATA_DIR/board/users.toml)")
 
     dead = sub.add_parser("deadletter", help="inspect and re-drive dead letters")
     dead_sub = dead.add_subparsers(dest="deadletter_command", required=True)
     for name, what in (("list", "list the dead letters"), ("show", "show one dead letter, headers and bytes"),
                        ("redrive", "send one dead letter (or a corrected version) through again")):
         cmd = dead_sub.add_parser(name, help=what)
-        cmd.add_argument("--nats", help="NATS URL (default: $NATS_URL)")
+        _add_running_up_arguments(cmd)
         cmd.add_argument("--stream", choices=["monitor", "gateway"], default="monitor",
                          help="the monitor's dead letters (default) or the gateway's raw HL7/FHIR ones")
         if name != "list":
@@ -122,6 +142,15 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--file", help="send this corrected event instead of the original bytes "
                                             "(default: the original bytes)")
     return parser
+
+
+def _add_running_up_arguments(parser: argparse.ArgumentParser) -> None:
+    """--nats and --data-dir of the verbs that talk to a running system (alerts, status, ...)."""
+    parser.add_argument("--nats", help="NATS URL, with the credentials file of $INFUSION_MONITOR_NATS_CREDENTIALS "
+                                       "(default: $NATS_URL, else the running up of --data-dir)")
+    parser.add_argument("--data-dir", type=Path,
+                        help="find the running up of this data directory: the URL in DIR/nats.url and the operator's "
+                             "credentials in DIR/credentials/ (default: $INFUSION_MONITOR_DATA_DIR, else ./var)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,6 +166,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..runtime.logs import configure
 
     configure(settings.log_format)  # logs go to standard error from the start (stdout is the command's output)
+    from ..runtime.access import CannotConnect
+
+    try:
+        return _command(args, settings)
+    except CannotConnect as exc:  # alerts, status, deadletter: a wrong URL or credential, said at once
+        print(f"infusion-monitor {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _command(args: argparse.Namespace, settings) -> int:  # noqa: ANN001 - Settings, imported late
     match args.command:
         case "replay":
             from .replay_cmd import run_replay
@@ -160,6 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .up import run_service
 
             return run_service(args, settings)
+        case "board":
+            from .board_cmd import run_add_user
+
+            return run_add_user(args, settings)
         case "deadletter":
             from .deadletter import run_deadletter
 
@@ -179,25 +222,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_hl7_send(args.files, args.host, args.port, now=args.now, site_tz=args.site_tz)
         case "alerts":
             from ..pager.audit import run_alerts
-            from .up import resolve_nats
+            from .up import no_running_up, resolve_nats
 
             access = resolve_nats(args, settings, "operator")
             if not access:
-                print("infusion-monitor alerts: no NATS URL (--nats, NATS_URL, or a running `up`)", file=sys.stderr)
+                print(no_running_up("alerts", args, settings), file=sys.stderr)
                 return 2
             return run_alerts(access, args.limit)
         case "provision":
             from ..runtime.provision import run_provision
-            from .up import resolve_nats
+            from .up import no_running_up, resolve_nats
 
-            return run_provision(args, resolve_nats(args, settings, "admin"))
+            access = resolve_nats(args, settings, "admin")
+            if not access:
+                print(no_running_up("provision", args, settings), file=sys.stderr)
+                return 2
+            return run_provision(args, access)
         case "status":
             from .status import run_status
-            from .up import resolve_nats
+            from .up import no_running_up, resolve_nats
 
             access = resolve_nats(args, settings, "operator")
             if not access:
-                print("infusion-monitor status: no NATS URL (--nats, NATS_URL, or a running `up`)", file=sys.stderr)
+                print(no_running_up("status", args, settings), file=sys.stderr)
                 return 2
             return run_status(access, args.seconds)
     return 2

@@ -19,7 +19,7 @@ async def collect(target: str | NatsAccess, seconds: float, names: Names = Names
     """The latest heartbeat of every service heard within ``seconds`` (``target``: a URL, or where
     and as whom to connect)."""
     latest: dict[str, ServiceHeartbeat] = {}
-    nc = await access_for(target).connect("operator")
+    nc = await access_for(target).connect_once("operator")
     try:
         async def heard(msg) -> None:  # noqa: ANN001 - a nats message
             try:

@@ -5,75 +5,40 @@ The embedded server has the account layout of ``deploy/nats`` (``runtime/permiss
 ``up`` generates one credentials file per user into ``DATA_DIR/credentials/`` (0600), runs
 ``provision`` as admin, and starts each service with its own file
 (``INFUSION_MONITOR_NATS_CREDENTIALS``); the URL it writes to ``DATA_DIR/nats.url`` and prints
-carries no credential. The command-line verbs find the operator's (or admin's) file there.
-Against a configured server, ``INFUSION_MONITOR_NATS_CREDENTIALS_DIR`` names a directory with
-``<service>.creds`` files, one per service."""
+carries no credential. The command-line verbs find the operator's (or admin's) file there, by
+``--data-dir``. Against a configured server, ``INFUSION_MONITOR_NATS_CREDENTIALS_DIR`` names a
+directory with ``<service>.creds`` files, one per service.
+
+The embedded server listens on 4222 (NATS's own port: what producers expect) unless it is taken
+(``--nats-port``, ``INFUSION_MONITOR_NATS_PORT``); then on a free port, and ``up`` says which. Once
+the services listen, ``up`` prints every address they serve (they write them to
+``DATA_DIR/listening/``: ``runtime/listening.py``), where the secrets are and how to sign in to the
+board (``banner.py``). Stopping and children: ``supervise.py``."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 from argparse import Namespace
 from pathlib import Path
 
-from ..runtime.access import CREDENTIALS_ENV, NatsAccess, access_for
-from ..runtime.embedded import EmbeddedAuth, EmbeddedNats
+from ..runtime import listening
+from ..runtime.access import NatsAccess, access_for
+from ..runtime.embedded import DEFAULT_PORT, EmbeddedAuth, EmbeddedNats, choose_port, free_port, port_taken
 from ..runtime.logs import configure, get_logger
+from ..runtime.names import Names
 from ..runtime.settings import Settings
+from .banner import UpBanner, render
+from .supervise import ServerSupervision, StopRequest, Supervisor, child_environments
 
 SERVICES = ("monitor", "pager", "board")  # + "gateway" when a patient-key secret is configured
-RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10)
-SERVER_RESTARTS = 5  # the embedded server restarted this many times in a row without staying up: give up
-
-
-class ServerSupervision:
-    """``up`` keeps its embedded nats-server running like the services (architecture.md rule 9):
-    a server that dies is started again (same port, same store) with backoff; one that cannot be
-    started ``SERVER_RESTARTS`` times in a row makes ``up`` exit non-zero, so that systemd or
-    Docker, which supervise ``up``, notice and act."""
-
-    def __init__(self, server: EmbeddedNats, pid_file: Path, log) -> None:
-        self.server, self.pid_file, self.log = server, pid_file, log
-        self.failures = 0
-        self.restarts = 0
-        self.next_try = 0.0
-        self.write_pid()
-
-    def write_pid(self) -> None:
-        self.pid_file.write_text(f"{self.server.pid}\n")
-
-    def check(self) -> bool:
-        """False: the server cannot be kept running."""
-        if self.server.running():
-            if self.failures and time.monotonic() > self.next_try + 30:
-                self.failures = 0  # up for a while again
-            return True
-        if time.monotonic() < self.next_try:
-            return True
-        code = self.server.process.returncode if self.server.process else None
-        self.log.critical("embedded nats-server exited; restarting it", code=code, attempt=self.failures + 1)
-        try:
-            self.server.start()
-        except (RuntimeError, TimeoutError, OSError) as exc:
-            self.failures += 1
-            self.log.critical("embedded nats-server did not start", error=str(exc), attempt=self.failures)
-            if self.failures >= SERVER_RESTARTS:
-                return False
-            self.next_try = time.monotonic() + RESTART_BACKOFF_S[min(self.failures, len(RESTART_BACKOFF_S) - 1)]
-            return True
-        self.restarts += 1
-        self.failures += 1
-        self.next_try = time.monotonic()
-        self.write_pid()
-        self.log.warning("embedded nats-server restarted", pid=self.server.pid, restarts=self.restarts)
-        return True
-
-
 CREDENTIALS_DIR_ENV = "INFUSION_MONITOR_NATS_CREDENTIALS_DIR"
+NATS_PORT_ENV = "INFUSION_MONITOR_NATS_PORT"
+BANNER_WAIT_S = 30.0  # how long up waits for its services to say where they listen before printing
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def url_file(data_dir: Path) -> Path:
@@ -84,22 +49,39 @@ def credentials_dir(data_dir: Path) -> Path:
     return data_dir / "credentials"
 
 
+def listening_dir(data_dir: Path) -> Path:
+    return data_dir / "listening"
+
+
+def data_dir_of(args: Namespace, settings: Settings) -> Path:
+    """``--data-dir``, else ``$INFUSION_MONITOR_DATA_DIR``, else ``./var``."""
+    return getattr(args, "data_dir", None) or settings.data_dir
+
+
 def resolve_nats(args: Namespace, settings: Settings, role: str) -> NatsAccess | None:
     """Where and as whom ``role`` connects: --nats, else NATS_URL, with the credentials file of
-    ``INFUSION_MONITOR_NATS_CREDENTIALS``; else the embedded server of a running ``up`` with
+    ``INFUSION_MONITOR_NATS_CREDENTIALS``; else the embedded server of the ``up`` running with the
+    data directory of ``--data-dir`` (default ``$INFUSION_MONITOR_DATA_DIR``, else ``./var``), with
     ``role``'s file in ``DATA_DIR/credentials/``."""
     url = getattr(args, "nats", None) or settings.nats_url
     if url:
         return access_for(url)
-    path = url_file(settings.data_dir)
+    data_dir = data_dir_of(args, settings)
+    path = url_file(data_dir)
     if not path.exists():
         return None
     access = access_for(path.read_text().strip())
     if access.credentials is None:
-        creds = EmbeddedAuth(credentials_dir(settings.data_dir))
+        creds = EmbeddedAuth(credentials_dir(data_dir))
         if creds.path(role).exists():
             access = NatsAccess(access.url, creds.credentials(role), access.tls)
     return access
+
+
+def no_running_up(command: str, args: Namespace, settings: Settings) -> str:
+    data_dir = data_dir_of(args, settings)
+    return (f"infusion-monitor {command}: no running up in {data_dir} ({url_file(data_dir)} is missing): start "
+            "one, or give its --data-dir DIR, or a server with --nats URL (or NATS_URL)")
 
 
 def run_service(args: Namespace, settings: Settings) -> int:
@@ -149,67 +131,32 @@ def run_service(args: Namespace, settings: Settings) -> int:
     return asyncio.run(main())
 
 
-class Supervisor:
-    """Keeps one child process per service running until told to stop."""
 
-    def __init__(self, envs: dict[str, dict[str, str]], log) -> None:
-        self.envs, self.log = envs, log
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
-        self.restarts: dict[str, int] = {name: 0 for name in envs}
-
-    def spawn(self, name: str) -> None:
-        service, _, part = name.partition("#")  # "monitor#1/3": instance 1 of 3
-        # where to connect and the credentials file go in the environment, never on a command line
-        command = [sys.executable, "-m", "services.cli.main", "service", service]
-        if part:
-            command += ["--partition", part]
-        self.children[name] = subprocess.Popen(command, env=self.envs[name])
-        self.log.info("service started", name=name, pid=self.children[name].pid)
-
-    def check(self) -> None:
-        for name, child in list(self.children.items()):
-            code = child.poll()
-            if code is None:
-                continue
-            delay = RESTART_BACKOFF_S[min(self.restarts[name], len(RESTART_BACKOFF_S) - 1)]
-            self.log.warning("service exited; restarting", name=name, code=code, in_s=delay)
-            time.sleep(delay)
-            self.restarts[name] += 1
-            self.spawn(name)
-
-    def stop(self) -> None:
-        for child in self.children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in self.children.values():
-            try:
-                child.wait(15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+def launch_embedded(data_dir: Path, instances: int, port: int = DEFAULT_PORT, names: Names = Names()) -> EmbeddedNats:
+    """The embedded server with the deploy account layout (for ``names``) on ``port`` unless it is
+    taken (then a free one; 0: any free one); not provisioned yet."""
+    auth = EmbeddedAuth(credentials_dir(data_dir), monitor_instances=instances, names=names)
+    chosen = choose_port(port)
+    try:
+        return EmbeddedNats(data_dir / "nats", port=chosen, auth=auth).start()
+    except RuntimeError:
+        if not (chosen == port and port_taken(port)):
+            raise
+        return EmbeddedNats(data_dir / "nats", port=free_port(), auth=auth).start()  # taken in between
 
 
-def child_environments(services: list[str], url: str, data_dir: Path, credentials: Path | None,
-                       env: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
-    """Each child's environment: the server, the data directory, and its own credentials file
-    (``credentials``: a directory of ``<service>.creds``; none: the inherited environment's)."""
-    base = {**(os.environ if env is None else env), "NATS_URL": url, "INFUSION_MONITOR_DATA_DIR": str(data_dir)}
-    envs = {}
-    for name in services:
-        child = dict(base)
-        if credentials is not None:
-            child[CREDENTIALS_ENV] = str(credentials / f"{name.partition('#')[0]}.creds")
-        envs[name] = child
-    return envs
-
-
-def start_embedded(data_dir: Path, instances: int, log) -> EmbeddedNats:
-    """The embedded server with the deploy account layout, provisioned as admin."""
+async def provision_embedded(server: EmbeddedNats, instances: int, names: Names = Names()) -> list[str]:
+    """Its streams and buckets, created by its admin."""
     from ..runtime.provision import ledger_days, provision
 
-    auth = EmbeddedAuth(credentials_dir(data_dir), monitor_instances=instances)
-    server = EmbeddedNats(data_dir / "nats", auth=auth).start()
+    return await provision(server.access("admin"), names, instances=instances, ledger=ledger_days())
+
+
+def start_embedded(data_dir: Path, instances: int, log, port: int = DEFAULT_PORT) -> EmbeddedNats:
+    """``up``'s server: launched, provisioned, its URL written to ``DATA_DIR/nats.url``."""
+    server = launch_embedded(data_dir, instances, port)
     try:
-        changed = asyncio.run(provision(server.access("admin"), instances=instances, ledger=ledger_days()))
+        changed = asyncio.run(provision_embedded(server, instances))
     except BaseException:
         server.stop()
         raise
@@ -219,56 +166,114 @@ def start_embedded(data_dir: Path, instances: int, log) -> EmbeddedNats:
     return server
 
 
+def command_prefix() -> str:
+    """How the reader runs a command from here: through run.py in a checkout (it changes to the
+    checkout's folder), else the installed command."""
+    return "python3 run.py" if (ROOT / "run.py").exists() and Path.cwd().resolve() == ROOT else "infusion-monitor"
+
+
+def banner(url: str, port_note: str | None, data_dir: Path, credentials: Path | None, expected: list[str],
+           gateway_off: bool, env: dict[str, str]) -> UpBanner:
+    """What up prints, from what it started and what its services announced."""
+    from ..board.auth import load_users
+    from ..board.config import users_path
+
+    prefix = command_prefix()
+    default = Path(env.get("INFUSION_MONITOR_DATA_DIR") or "var")  # what the next command finds by itself
+    option = "" if data_dir.resolve() == default.resolve() else f" --data-dir {data_dir.resolve()}"
+    users = users_path(data_dir, env)
+    try:
+        count = len(load_users(users)) if users.exists() else 0
+    except (OSError, ValueError):
+        count = 0
+    secrets = [("Board users (scrypt hashes)", users.resolve())]
+    if listening.PAGER_ACK in expected:
+        secrets.append(("Pager ack callers' tokens", Path(env.get("INFUSION_MONITOR_PAGER_ACK_CALLERS")
+                                                          or data_dir / "pager" / "ack-callers.toml").resolve()))
+    if listening.GATEWAY_FHIR in expected:
+        secrets.append(("FHIR clients' tokens", Path(env.get("INFUSION_MONITOR_FHIR_CLIENTS")
+                                                     or data_dir / "gateway" / "fhir-clients.toml").resolve()))
+    example = ROOT / "examples" / "producer.py"
+    producer = None
+    if example.exists() and credentials is not None:
+        python = ".venv/bin/python" if prefix == "python3 run.py" else "python"
+        producer = f"{python} examples/producer.py{option}"
+    return UpBanner(nats_url=url, command=prefix, data_dir_option=option, port_note=port_note,
+                    credentials=credentials.resolve() if credentials else None, expected=tuple(expected),
+                    listeners=listening.announced(listening_dir(data_dir)), board_users=users.resolve(),
+                    board_user_count=count, secrets=tuple(secrets), gateway_off=gateway_off, producer_example=producer)
+
+
+def expected_listeners(services: list[str], env: dict[str, str]) -> list[str]:
+    """The addresses up's services will announce (the ones whose bind is not off)."""
+    off = ("", "off", "none")
+    out = []
+    if "board" in services and env.get("INFUSION_MONITOR_BOARD_BIND", "x").lower() not in off:
+        out.append(listening.BOARD)
+    if "pager" in services and env.get("INFUSION_MONITOR_PAGER_ACK_BIND", "x").lower() not in off:
+        out.append(listening.PAGER_ACK)
+    if "gateway" in services:
+        out += [listening.GATEWAY_MLLP, listening.GATEWAY_FHIR]
+    return out
+
+
 def run_up(args: Namespace, settings: Settings) -> int:
     configure(settings.log_format)
     log = get_logger("up")
+    stop = StopRequest()  # first: a Ctrl-C while the server starts stops up cleanly too
     data_dir = args.data_dir or settings.data_dir
     url = args.nats or settings.nats_url
     instances = int(os.environ.get("INFUSION_MONITOR_MONITOR_INSTANCES", "1"))
     server = supervision = None
+    port_note = None
     credentials = Path(os.environ[CREDENTIALS_DIR_ENV]) if os.environ.get(CREDENTIALS_DIR_ENV) else None
     if url is None:
-        server = start_embedded(data_dir, instances, log)
+        wanted = args.nats_port if args.nats_port is not None else int(os.environ.get(NATS_PORT_ENV, DEFAULT_PORT))
+        server = start_embedded(data_dir, instances, log, port=wanted)
+        if wanted and server.port != wanted:
+            port_note = f"port {wanted} was taken"
+            log.warning("NATS port taken: the embedded server listens on another one", wanted=wanted, port=server.port)
         url, credentials = server.url, credentials_dir(data_dir)
         supervision = ServerSupervision(server, data_dir / "nats.pid", log)
-    stopping = False
-    exit_code = 0
-
-    def request_stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
     services = list(SERVICES)
     if instances > 1:  # scale-out: every instance reads all, owns 1/N of the patients
         at = services.index("monitor")
         services[at:at + 1] = [f"monitor#{i}/{instances}" for i in range(instances)]
-    if os.environ.get("INFUSION_MONITOR_PATIENT_KEY_SECRET"):
-        services.append("gateway")
-    else:
+    gateway_off = not os.environ.get("INFUSION_MONITOR_PATIENT_KEY_SECRET")
+    if gateway_off:
         log.info("gateway not started: set INFUSION_MONITOR_PATIENT_KEY_SECRET to run it")
+    else:
+        services.append("gateway")
     expect = [f"{name.partition('#')[0]}/{name.partition('#')[2].split('/')[0] or '0'}"
               for name in services if not name.startswith("pager")]  # what the watchdog must hear
-    envs = child_environments(services, url, data_dir, credentials)
+    announced = listening_dir(data_dir)
+    listening.clear(announced)
+    envs = child_environments(services, url, data_dir, credentials, listening_dir=announced)
     for env in envs.values():
         env.setdefault("INFUSION_MONITOR_WATCHDOG_EXPECT", ",".join(expect))
+    expected = expected_listeners(services, dict(os.environ))
     supervisor = Supervisor(envs, log)
+    exit_code = 0
     try:
-        for name in services:
-            supervisor.spawn(name)
-        where = (f" (user producer: {credentials / 'producer.creds'})" if server is not None and credentials else "")
-        print(f"infusion-monitor is up. NATS: {url}{where}. Publish inbound events on im.in.<patient>.<type>; "
-              "alerts arrive on im.alert.>. Ctrl-C stops.", flush=True)
-        while not stopping:
+        if not stop.requested:
+            for name in services:
+                supervisor.spawn(name)
+        started, shown = time.monotonic(), False
+        while not stop.requested:
             if supervision is not None and not supervision.check():
                 log.critical("embedded nats-server cannot be kept running: stopping (exit 1)")
                 exit_code = 1
                 break
             supervisor.check()
-            time.sleep(0.2)
+            if not shown and (set(expected) <= set(listening.announced(announced))
+                              or time.monotonic() - started > BANNER_WAIT_S):
+                shown = True
+                print(render(banner(url, port_note, data_dir, credentials, expected, gateway_off,
+                                    dict(os.environ))), end="", flush=True)
+            stop.wait(0.2)
     finally:
         supervisor.stop()
+        listening.clear(announced)
         if server is not None:
             server.stop()
             url_file(data_dir).unlink(missing_ok=True)

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..runtime.access import NatsAccess, access_for
+from ..runtime import listening
 from ..runtime.health import Heartbeats, instance_name
+from ..runtime.listening import announce
 from ..runtime.logs import get_logger
 from ..runtime.names import Names
 from ..runtime.settings import Settings
@@ -115,6 +117,9 @@ async def run_gateway(settings: Settings, nats_url: str | NatsAccess, gateway_co
             heartbeats.start()
         log.info("gateway listening", mllp_port=mllp_port, http_port=http_port, state_keys=len(book.base),
                  site_timezone=config.site_timezone)
+        host = f"[{config.mllp_host}]" if ":" in config.mllp_host else config.mllp_host  # for the up that started it
+        announce(listening.GATEWAY_MLLP, f"{'mllps' if config.mllp_tls else 'mllp'}://{host}:{mllp_port}")
+        announce(listening.GATEWAY_FHIR, f"{http_url}/fhir")
         try:
             yield RunningGateway(gateway, mllp_port, http_port, failed)
         finally:

@@ -1,6 +1,6 @@
 """``python -m services.pager [--nats URL] [--routes FILE]`` runs the bridge in the foreground;
-``python -m services.pager alerts [--nats URL] [--limit N]`` lists recent alerts. (The same as
-``infusion-monitor service pager`` / ``infusion-monitor alerts`` once the CLI wires them.)"""
+``python -m services.pager alerts [--nats URL] [--limit N]`` lists recent alerts. (The documented
+commands: ``infusion-monitor service pager`` and ``infusion-monitor alerts``.)"""
 
 from __future__ import annotations
 

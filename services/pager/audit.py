@@ -159,7 +159,7 @@ def render(statuses: list[AlertStatus]) -> str:
 
 
 async def print_alerts(nats_url: str | NatsAccess, limit: int = 20, names: Names = Names()) -> str:
-    nc = await access_for(nats_url).connect("operator")
+    nc = await access_for(nats_url).connect_once("operator")
     try:
         return render(await recent_alerts(nc.jetstream(), names, limit))
     finally:

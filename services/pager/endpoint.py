@@ -19,6 +19,7 @@ from typing import Any
 from schemas.outbound import OperatorCondition
 from schemas.vocab import AlertKind
 
+from ..runtime.listening import PAGER_ACK, announce
 from ..runtime.shells import CannotListen, start_http, stop_http
 from ..runtime.tls import ServerTls
 from .reports import operator_condition
@@ -62,6 +63,7 @@ class AckEndpoint:
                 await self._report(True, type(exc).__name__)
             return False
         self.log.info("acknowledgement endpoint listening", url=self.url)
+        announce(PAGER_ACK, f"{self.url}/pager/ack")
         if self.down:
             self.down = False
             await self._report(False, "")

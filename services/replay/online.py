@@ -50,7 +50,10 @@ async def replay_online_async(
     on_output: OnOutput | None = None,
     timeout: float = 120.0,
     names: Names | None = None,
+    worker: NatsAccess | None = None,
 ) -> ReplayResult:
+    """``nats_url``: who publishes the log and drives time (``clock.tick``: the admin); ``worker``:
+    who the monitor runs as (default: the same), e.g. the ``monitor`` user of the demo's server."""
     names = names or Names(ns=f"rp{uuid.uuid4().hex[:10]}")
     with tempfile.TemporaryDirectory(prefix="im-replay-") as tmp:
         server = None
@@ -59,7 +62,7 @@ async def replay_online_async(
             server = EmbeddedNats(Path(tmp) / "nats", auth=EmbeddedAuth(Path(tmp) / "credentials")).start()
             access = server.access("admin")
         try:
-            async with run_worker(settings, access, names, clock="event") as worker:
+            async with run_worker(settings, worker or access, names, clock="event") as running:
                 nc = await access.connect("admin")
                 try:
                     watcher = None
@@ -67,7 +70,7 @@ async def replay_online_async(
                         watcher = await nc.subscribe(f"{names.ns}.alert.>", cb=_callback(on_output))
                     js = nc.jetstream()
                     result, line_of = await _publish(js, names, lines, until, pace)
-                    await _wait_until_processed(js, names, worker.failed, timeout)
+                    await _wait_until_processed(js, names, running.failed, timeout)
                     if watcher is not None:
                         await nc.flush()
                         await watcher.unsubscribe()

@@ -130,6 +130,25 @@ class NatsAccess:
 
         return await nats.connect(**self.options(role), **kwargs)
 
+    async def connect_once(self, role: str | None = None) -> Any:
+        """A command-line verb's connection (``alerts``, ``status``, ``deadletter``): one attempt,
+        so that a wrong URL or credential fails at once with the server's reason (``CannotConnect``)
+        instead of retrying for two minutes with a traceback per attempt."""
+        import nats
+
+        async def quiet(_exc: Exception) -> None:
+            return None
+
+        try:
+            return await nats.connect(**self.options(role), allow_reconnect=False, connect_timeout=5, error_cb=quiet)
+        except (OSError, TimeoutError, nats.errors.Error) as exc:
+            reason = str(exc).removeprefix("nats: ").strip("'") or type(exc).__name__
+            raise CannotConnect(f"cannot connect to {self.url} as {role or 'the configured user'}: {reason}") from exc
+
+
+class CannotConnect(Exception):
+    """A command-line verb could not reach or sign in to its NATS server (the message says why)."""
+
 
 def access_for(target: str | NatsAccess, env: dict[str, str] | None = None) -> NatsAccess:
     """``target`` as is when it is already a ``NatsAccess``; a URL gets the credentials file and

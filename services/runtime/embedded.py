@@ -48,6 +48,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+DEFAULT_PORT = 4222  # NATS's own default: what producers and tools expect
+
+
+def port_taken(port: int) -> bool:
+    """Whether ``127.0.0.1:port`` cannot be bound (by another server, on any address). Probed the
+    way nats-server binds (address reuse on), so connections of a stopped server that linger in
+    TIME_WAIT do not count."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def choose_port(preferred: int = DEFAULT_PORT) -> int:
+    """``preferred`` unless it is taken, then any free port (0: any free port)."""
+    if preferred and not port_taken(preferred):
+        return preferred
+    return free_port()
+
+
 class EmbeddedAuth:
     """The users of an embedded server and their credentials files in ``directory``."""
 

@@ -23,9 +23,6 @@ PLACEHOLDER = re.compile(r"^(<[^>]+>|[A-Z][A-Z_]*…?)$")  # `python3 run.py <co
 SUBCOMMANDS = sorted(next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)).choices)  # noqa: SLF001
 BARE = re.compile(rf"(?:^|[\s(;&|`]|^\w+=\S+ )infusion-monitor ({'|'.join(SUBCOMMANDS)}|board)\b")
 SYSTEM_PYTHON = re.compile(r"(?:^|[\s(;&|`])(python3?) (-m |(?!run\.py\b|deploy/make_secrets\.py\b)\S+\.py\b)")
-# `board add-user` comes with issue 17 part B's other half (a parallel branch): its commands are
-# checked as soon as the parser has them.
-NOT_YET = {"board"}
 
 
 def _user_docs() -> list[Path]:
@@ -122,8 +119,7 @@ def test_every_run_py_command_shown_exists_with_its_options():
         parser, rest, path = (bench_parser(), words[1:], ["bench"]) if first == "bench" else (_parser(), words, [])
         while subs := _subparsers(parser):  # down to the command itself: replay, hl7 send, deadletter list
             if not rest or rest[0] not in subs:
-                if not (path == [] and first in NOT_YET):
-                    wrong.append(f"{where}: {' '.join(words)!r}: {' '.join(path) or 'infusion-monitor'} has no such command")
+                wrong.append(f"{where}: {' '.join(words)!r}: {' '.join(path) or 'infusion-monitor'} has no such command")
                 break
             parser = subs[rest[0]]
             path.append(rest.pop(0))

@@ -75,6 +75,28 @@ def _nats_server_of(pid: int) -> list[int]:
     return [p for p in descendants(pid) if "nats-server" in command_of(p)]
 
 
+def _assert_up_s_layout(server: int, tmp_path: Path) -> None:
+    """The demo's server has up's authenticated layout (issue 17, point 7): no anonymous client
+    gets in; one credentials file per user, only its owner may read it."""
+    import asyncio
+
+    import nats
+
+    port = int(re.search(r" -p (\d+)", command_of(server)).group(1))
+
+    async def anonymous() -> None:
+        nc = await nats.connect(f"nats://127.0.0.1:{port}", allow_reconnect=False, max_reconnect_attempts=0,
+                                connect_timeout=3)
+        await nc.close()
+
+    with pytest.raises(Exception, match="(?i)authorization"):
+        asyncio.run(anonymous())
+    creds = sorted(p.name for p in tmp_path.glob("im-demo-*/credentials/*.creds"))
+    assert {"admin.creds", "board.creds", "monitor.creds", "producer.creds"} <= set(creds), creds
+    for path in tmp_path.glob("im-demo-*/credentials/*.creds"):
+        assert path.stat().st_mode & 0o077 == 0, path
+
+
 def test_the_board_stays_up_after_the_replay_and_sigint_ends_the_demo_cleanly(tmp_path):
     demo = Demo(tmp_path, "--speedup", "100000")
     try:
@@ -85,7 +107,9 @@ def test_the_board_stays_up_after_the_replay_and_sigint_ends_the_demo_cleanly(tm
         assert demo.proc.poll() is None, "the demo ended after the replay instead of keeping the board up"
         assert _answers(url + "/login") == 200
         children = descendants(demo.proc.pid)
-        assert _nats_server_of(demo.proc.pid), "the demo runs its own nats-server"
+        servers = _nats_server_of(demo.proc.pid)
+        assert servers, "the demo runs its own nats-server"
+        _assert_up_s_layout(servers[0], tmp_path)
         demo.proc.send_signal(signal.SIGINT)
         assert demo.proc.wait(30) == 0
         assert wait_gone(children, timeout=10) == [], [command_of(p) for p in children]
