@@ -26,9 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from services.cli.helptext import Parser
-from services.runtime.children import die_with_parent
-from services.runtime.logs import configure
+from infusion_monitor.cli.helptext import Parser
+from infusion_monitor.runtime.children import die_with_parent
+from infusion_monitor.runtime.logs import configure
 
 from . import latency_bench, live_bench, login_flood_bench, pager_bench, replay_bench
 from .common import Results

@@ -32,7 +32,7 @@ from pathlib import Path
 import nats
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
 
-from services.runtime.embedded import EmbeddedNats
+from infusion_monitor.runtime.embedded import EmbeddedNats
 
 PAYLOAD = json.dumps({
     "type": "vitals.recorded", "event_id": "mon-000000000", "patient_id": "pk-7f3a91c2",

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import nats
 
-from services.runtime.children import die_with_parent
-from services.runtime.embedded import EmbeddedNats
-from services.runtime.names import Names
+from infusion_monitor.runtime.children import die_with_parent
+from infusion_monitor.runtime.embedded import EmbeddedNats
+from infusion_monitor.runtime.names import Names
 
 from .common import Results, percentile
 from .workload import now, session_starts
@@ -99,7 +99,7 @@ def run(rates: list[int], seconds: float, runs: int, results: Results, tick=None
     with tempfile.TemporaryDirectory(prefix="im-lat-") as tmp:
         with EmbeddedNats(Path(tmp) / "nats") as server:
             env = {**os.environ, "INFUSION_MONITOR_LOG_FORMAT": "json", "INFUSION_MONITOR_DATA_DIR": tmp}
-            worker = subprocess.Popen([sys.executable, "-m", "services.cli.main", "service", "monitor",
+            worker = subprocess.Popen([sys.executable, "-m", "infusion_monitor.cli.main", "service", "monitor",
                                        "--nats", server.url], env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, preexec_fn=die_with_parent())
             try:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import nats
 
-from services.runtime.embedded import EmbeddedNats
-from services.runtime.names import Names
-from services.runtime.settings import Settings
-from services.runtime.streams import ensure_consumer, ensure_streams, worker_consumer
-from services.worker.app import BATCH, run_worker
+from infusion_monitor.runtime.embedded import EmbeddedNats
+from infusion_monitor.runtime.names import Names
+from infusion_monitor.runtime.settings import Settings
+from infusion_monitor.runtime.streams import ensure_consumer, ensure_streams, worker_consumer
+from infusion_monitor.worker.app import BATCH, run_worker
 
 from .common import Results
 from .workload import session_starts, vitals

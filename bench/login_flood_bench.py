@@ -40,7 +40,7 @@ from pathlib import Path
 
 import httpx
 
-from services.runtime.children import die_with_parent
+from infusion_monitor.runtime.children import die_with_parent
 
 from .common import Results
 
@@ -117,7 +117,7 @@ async def _phase(js, url: str, cookies: dict[str, str], samples: int, start_hr: 
 
 
 def _on_the_loop_class() -> type:
-    from services.board.auth import Authenticator, SignIn, _dummy_hash, verify_password
+    from infusion_monitor.board.auth import Authenticator, SignIn, _dummy_hash, verify_password
 
     class OnTheLoop(Authenticator):
         """The board before issue 14: scrypt in the request handler, on the event loop."""
@@ -148,10 +148,10 @@ import asyncio, sys
 from dataclasses import replace
 from pathlib import Path
 from bench.login_flood_bench import board_auth
-from services.board.config import BoardConfig
-from services.board.service import run_board
-from services.runtime.logs import configure
-from services.runtime.settings import Settings
+from infusion_monitor.board.config import BoardConfig
+from infusion_monitor.board.service import run_board
+from infusion_monitor.runtime.logs import configure
+from infusion_monitor.runtime.settings import Settings
 
 async def main(url, variant, data):
     config = replace(BoardConfig(), bind="127.0.0.1:0", secret_path=Path(data) / "board" / "secret",
@@ -169,7 +169,7 @@ COMPARISON = "flood, hashed on the event loop"  # the board before issue 14: no 
 
 
 def board_auth(variant: str):  # noqa: ANN201 - used by the board process
-    from services.board.auth import Authenticator, Backoff, LoginThrottle, users_from_pairs
+    from infusion_monitor.board.auth import Authenticator, Backoff, LoginThrottle, users_from_pairs
 
     kind = _on_the_loop_class() if variant == "on-the-loop" else Authenticator
     auth = kind(users_from_pairs([("wall", "Wall display", "wall-pw")]), b"f" * 32, cookie_secure=False)
@@ -181,9 +181,9 @@ def board_auth(variant: str):  # noqa: ANN201 - used by the board process
 async def run(samples: int, flooders: int, gap_s: float, tick: Callable[[str], None] | None = None) -> list[Phase]:
     """The board in a process of its own (as in production), the flood in another, the
     measuring client and the publisher here; ``tick`` after each phase."""
-    from services.runtime.embedded import EmbeddedNats
-    from services.runtime.names import Names
-    from services.runtime.streams import ensure_streams
+    from infusion_monitor.runtime.embedded import EmbeddedNats
+    from infusion_monitor.runtime.names import Names
+    from infusion_monitor.runtime.streams import ensure_streams
 
     root = Path(__file__).resolve().parents[1]
     results: list[Phase] = []
@@ -257,7 +257,7 @@ def add_figures(phases: list[Phase], samples: int, flooders: int, results: Resul
 
 
 def main(argv: list[str] | None = None) -> int:
-    from services.cli.helptext import Parser
+    from infusion_monitor.cli.helptext import Parser
 
     parser = Parser(prog="python -m bench.login_flood_bench",
                     description="The wall display's update latency, quiet and under a flood of failing sign-ins.")

@@ -16,10 +16,10 @@ import sys
 import tracemalloc
 from datetime import UTC, datetime
 
-from schemas import parse_inbound
-from services.engine.bus import Engine, content_digest
-from services.engine.config import MonitorConfig
-from services.cores import all_cores
+from infusion_monitor.schemas import parse_inbound
+from infusion_monitor.engine.bus import Engine, content_digest
+from infusion_monitor.engine.config import MonitorConfig
+from infusion_monitor.cores import all_cores
 
 from .common import rss_bytes
 from .workload import profiles, session_starts, vitals

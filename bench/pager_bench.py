@@ -1,5 +1,5 @@
 """Publish-to-page latency of the paging bridge (issue 16): the bridge as a separate process
-(``python -m services.pager``, wall clock, embedded server), critical alerts published on the
+(``python -m infusion_monitor.pager``, wall clock, embedded server), critical alerts published on the
 alert stream at a steady rate, each to a healthy ward's webhook; the time from publish to the
 request arriving at that webhook, measured in the publishing process.
 
@@ -28,10 +28,10 @@ from pathlib import Path
 
 import nats
 
-from schemas.vocab import AlertKind, Rule, Severity
-from services.engine.alerts import make_alert
-from services.runtime.children import die_with_parent
-from services.runtime.embedded import EmbeddedNats, free_port
+from infusion_monitor.schemas.vocab import AlertKind, Rule, Severity
+from infusion_monitor.engine.alerts import make_alert
+from infusion_monitor.runtime.children import die_with_parent
+from infusion_monitor.runtime.embedded import EmbeddedNats, free_port
 
 from .common import Results, percentile
 
@@ -173,7 +173,7 @@ async def _case(case: str, count: int, rate: float, tmp: Path) -> tuple[list[flo
     with EmbeddedNats(tmp / f"nats-{case}") as server:
         env = {**os.environ, "INFUSION_MONITOR_LOG_FORMAT": "json", "INFUSION_MONITOR_PAGER_ACK_BIND": "off",
                "INFUSION_MONITOR_DATA_DIR": str(tmp)}
-        proc = subprocess.Popen([sys.executable, "-m", "services.pager", "--nats", server.url, "--routes", str(routes)],
+        proc = subprocess.Popen([sys.executable, "-m", "infusion_monitor.pager", "--nats", server.url, "--routes", str(routes)],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 preexec_fn=die_with_parent())
         try:

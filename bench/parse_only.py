@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from schemas import parse_inbound
+from infusion_monitor.schemas import parse_inbound
 
 
 def main(path: str) -> int:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from services.runtime.children import die_with_parent
+from infusion_monitor.runtime.children import die_with_parent
 
 from .common import Results, median_of
 
@@ -28,7 +28,7 @@ def _timed(command: list[str]) -> float:
 
 
 def replay_seconds(log: Path) -> float:
-    return _timed([sys.executable, "-m", "services.cli.main", "replay", str(log), "--out", "/dev/null"])
+    return _timed([sys.executable, "-m", "infusion_monitor.cli.main", "replay", str(log), "--out", "/dev/null"])
 
 
 def parse_seconds(log: Path) -> float:

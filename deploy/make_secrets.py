@@ -52,7 +52,7 @@ def _in_project_env() -> None:
         import bcrypt  # noqa: F401
         import cryptography  # noqa: F401
 
-        import services  # noqa: F401
+        import infusion_monitor  # noqa: F401
         return
     except ImportError:
         if os.environ.get("IM_MAKE_SECRETS_REEXEC"):
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def make_secrets(out: Path, hostnames: Iterable[str] = (), board_user: str = "admin") -> list[Path]:
     """Make what is missing under ``out``; the files made, in order."""
-    from services.runtime.private import write_private
+    from infusion_monitor.runtime.private import write_private
 
     out = Path(out)
     _private_dir(out)
@@ -106,7 +106,7 @@ def make_secrets(out: Path, hostnames: Iterable[str] = (), board_user: str = "ad
     made += _nats_passwords(out)
     users = out / "credentials" / "board-users.toml"
     if not users.exists():
-        from services.board.auth import USERNAME, hash_password
+        from infusion_monitor.board.auth import USERNAME, hash_password
 
         if not USERNAME.fullmatch(board_user):
             raise SystemExit(f"make_secrets: {board_user!r} is not a board user name (A-Z a-z 0-9 _ . @ -)")
@@ -134,8 +134,8 @@ def _nats_passwords(out: Path) -> list[Path]:
     sys.path.insert(0, str(HERE / "nats"))
     from set_passwords import bcrypt_hash, password_users, set_hash
 
-    from services.runtime.access import Credentials
-    from services.runtime.private import write_private
+    from infusion_monitor.runtime.access import Credentials
+    from infusion_monitor.runtime.private import write_private
 
     texts = {name: (HERE / "nats" / name).read_text() for name in NODES}
     made = []
@@ -223,7 +223,7 @@ def _general_name(name: str):  # type: ignore[no-untyped-def]
 def _write_key(path: Path, key) -> Path:  # type: ignore[no-untyped-def]
     from cryptography.hazmat.primitives import serialization
 
-    from services.runtime.private import write_private
+    from infusion_monitor.runtime.private import write_private
 
     return write_private(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                  serialization.NoEncryption()).decode())
@@ -232,7 +232,7 @@ def _write_key(path: Path, key) -> Path:  # type: ignore[no-untyped-def]
 def _write_cert(path: Path, cert) -> Path:  # type: ignore[no-untyped-def]
     from cryptography.hazmat.primitives import serialization
 
-    from services.runtime.private import write_private
+    from infusion_monitor.runtime.private import write_private
 
     return write_private(path, cert.public_bytes(serialization.Encoding.PEM).decode())
 

@@ -7,8 +7,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.engine.config import MonitorConfig
-from services.replay.offline import ReplayResult, replay_lines
+from infusion_monitor.engine.config import MonitorConfig
+from infusion_monitor.replay.offline import ReplayResult, replay_lines
 
 T0 = datetime(2025, 3, 3, 10, 0, tzinfo=UTC)
 _ids = itertools.count(1)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime.embedded import EmbeddedNats
+from infusion_monitor.runtime.embedded import EmbeddedNats
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from schemas.vocab import ContraindicationReason, Symptom
+from infusion_monitor.schemas.vocab import ContraindicationReason, Symptom
 
 PATIENTS = ["pk-h1", "pk-h2", "h" * 128, "pk-ü-ñ", "pk.h3", "*", ">", "pk h4"]
 TIMES = st.sampled_from([

@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 
 from dataclasses import dataclass as _dataclass
 
-from schemas.inbound import AdverseEventReported
-from schemas.outbound import PatientContraindicated, ReactionRecorded
-from schemas.vocab import AlertKind, ContraindicationReason, Rule, Severity
+from infusion_monitor.schemas.inbound import AdverseEventReported
+from infusion_monitor.schemas.outbound import PatientContraindicated, ReactionRecorded
+from infusion_monitor.schemas.vocab import AlertKind, ContraindicationReason, Rule, Severity
 
 from ..engine.alerts import make_alert
 from ..engine.core import Context

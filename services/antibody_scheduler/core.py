@@ -8,10 +8,10 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from typing import Any, ClassVar
 
-from schemas.base import format_time
-from schemas.inbound import InfusionStarted, PatientProfile, is_monitored_drug
-from schemas.outbound import AntibodyResulted, AntibodyTestDue
-from schemas.vocab import AlertKind, DueReason, Rule, Severity
+from infusion_monitor.schemas.base import format_time
+from infusion_monitor.schemas.inbound import InfusionStarted, PatientProfile, is_monitored_drug
+from infusion_monitor.schemas.outbound import AntibodyResulted, AntibodyTestDue
+from infusion_monitor.schemas.vocab import AlertKind, DueReason, Rule, Severity
 
 from ..engine.alerts import make_alert
 from ..engine.config import MonitorConfig

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from schemas.vocab import DueReason
+from infusion_monitor.schemas.vocab import DueReason
 
 
 _NONE: Mapping[str, str] = {}  # shared, never written: replaced by a new dict

@@ -1,7 +1,7 @@
-"""``python -m services.board [run] [--nats URL] [--bind HOST:PORT] [--users FILE]`` runs the board;
-``python -m services.board hash-password`` prints an scrypt hash for the users file (the password
+"""``python -m infusion_monitor.board [run] [--nats URL] [--bind HOST:PORT] [--users FILE]`` runs the board;
+``python -m infusion_monitor.board hash-password`` prints an scrypt hash for the users file (the password
 is read from standard input, or asked for on a terminal);
-``python -m services.board board-at LOG.jsonl TIMESTAMP`` prints the board at that moment of a log.
+``python -m infusion_monitor.board board-at LOG.jsonl TIMESTAMP`` prints the board at that moment of a log.
 (The documented commands: ``infusion-monitor service board``, ``board add-user NAME`` (writes the
 users file) and ``replay LOG --board-at T``.)"""
 
@@ -18,7 +18,7 @@ from .config import BoardConfig, add_board_arguments, apply_board_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.board")
+    parser = argparse.ArgumentParser(prog="python -m infusion_monitor.board")
     parser.add_argument("command", nargs="?", choices=["run", "hash-password", "board-at"], default="run")
     parser.add_argument("args", nargs="*", help="board-at: LOG TIMESTAMP")
     parser.add_argument("--nats", help="NATS URL (default: $NATS_URL)")
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         from .replay import render_board_at
 
         if len(args.args) != 2:
-            print("usage: python -m services.board board-at LOG.jsonl TIMESTAMP", file=sys.stderr)
+            print("usage: python -m infusion_monitor.board board-at LOG.jsonl TIMESTAMP", file=sys.stderr)
             return 2
         lines = Path(args.args[0]).read_bytes().splitlines()
         print(render_board_at(lines, settings.monitor, datetime.fromisoformat(args.args[1].replace("Z", "+00:00"))), end="")

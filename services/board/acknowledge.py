@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from schemas.outbound import AlertAcknowledged
-from schemas.vocab import AckVia
+from infusion_monitor.schemas.outbound import AlertAcknowledged
+from infusion_monitor.schemas.vocab import AckVia
 
 from ..engine.ids import stable_id
 from .site import Site, back, form, same_origin

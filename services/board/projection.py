@@ -17,7 +17,7 @@ from bisect import insort
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from schemas.inbound import is_monitored_drug
+from infusion_monitor.schemas.inbound import is_monitored_drug
 
 from ..engine.bus import Engine
 from ..engine.config import MonitorConfig

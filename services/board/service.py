@@ -33,9 +33,9 @@ from typing import Any
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import TypeAdapter, ValidationError
 
-from schemas import Rejection, parse_inbound
-from schemas.base import format_time
-from schemas.outbound import AlertAcknowledged, AlertEscalated, OutboundUnion
+from infusion_monitor.schemas import Rejection, parse_inbound
+from infusion_monitor.schemas.base import format_time
+from infusion_monitor.schemas.outbound import AlertAcknowledged, AlertEscalated, OutboundUnion
 
 from ..engine.bus import content_digest
 from ..engine.ids import stable_id

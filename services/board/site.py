@@ -12,8 +12,8 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 
-from schemas.base import format_time
-from schemas.outbound import AlertAcknowledged
+from infusion_monitor.schemas.base import format_time
+from infusion_monitor.schemas.outbound import AlertAcknowledged
 
 from .auth import Authenticator, User
 from .hub import BoardHub

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from schemas.vocab import Rule
+from infusion_monitor.schemas.vocab import Rule
 
 from ..engine.config import MonitorConfig
 from ..session_monitor.core import OUTCOME_RULES
@@ -433,7 +433,7 @@ def build_timeline(patients: Mapping[str, BoardPatient], patient_id: str, sessio
 # -- text (replay --board-at) -----------------------------------------------------------------
 
 def render_text(view: BoardView, config: MonitorConfig) -> str:
-    from schemas.base import format_time
+    from infusion_monitor.schemas.base import format_time
 
     lines = [f"Board at {format_time(view.now)} (site time zone {view.tz_name})"]
     if not view.sites:

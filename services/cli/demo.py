@@ -21,7 +21,7 @@ from argparse import Namespace
 from collections import Counter
 from pathlib import Path
 
-from schemas.base import OutboundEvent
+from infusion_monitor.schemas.base import OutboundEvent
 
 from ..replay.offline import ReplayResult
 from ..replay.online import replay_online_async
@@ -145,7 +145,7 @@ def run_demo(args: Namespace, settings: Settings) -> int:
 
 
 def _duration(lines: list[bytes], speedup: float) -> float:
-    from schemas import Rejection, parse_inbound
+    from infusion_monitor.schemas import Rejection, parse_inbound
 
     times = [e.occurred_at for e in map(parse_inbound, lines) if not isinstance(e, Rejection)]
     return expected_seconds(times, speedup)

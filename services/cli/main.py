@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
-from schemas.base import EventTime, set_patient_key_pattern
-from schemas.vocab import PolicyProfile
+from infusion_monitor.schemas.base import EventTime, set_patient_key_pattern
+from infusion_monitor.schemas.vocab import PolicyProfile
 
 _TIME = TypeAdapter(EventTime)
 
@@ -182,7 +182,7 @@ def _command(args: argparse.Namespace, settings) -> int:  # noqa: ANN001 - Setti
 
             return run_replay(args, settings)
         case "schemas":
-            from schemas.export import export_json_schemas
+            from infusion_monitor.schemas.export import export_json_schemas
 
             for path in export_json_schemas(args.dir):
                 print(path)

@@ -8,7 +8,7 @@ import asyncio
 import sys
 from datetime import UTC, datetime
 
-from schemas.outbound import ServiceHeartbeat
+from infusion_monitor.schemas.outbound import ServiceHeartbeat
 
 from ..runtime.access import NatsAccess, access_for
 from ..runtime.health import heartbeat_interval

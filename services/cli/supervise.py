@@ -108,7 +108,7 @@ class Supervisor:
     def spawn(self, name: str) -> None:
         service, _, part = name.partition("#")  # "monitor#1/3": instance 1 of 3
         # where to connect and the credentials file go in the environment, never on a command line
-        command = [sys.executable, "-m", "services.cli.main", "service", service]
+        command = [sys.executable, "-m", "infusion_monitor.cli.main", "service", service]
         if part:
             command += ["--partition", part]
         self.children[name] = subprocess.Popen(command, env=self.envs[name], stdin=subprocess.DEVNULL,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from schemas.outbound import AlertRaised
-from schemas.vocab import AlertKind, Rule, Severity
+from infusion_monitor.schemas.outbound import AlertRaised
+from infusion_monitor.schemas.vocab import AlertKind, Rule, Severity
 
 from .ids import stable_id
 

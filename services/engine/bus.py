@@ -17,7 +17,7 @@ from datetime import datetime
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from schemas.base import Event, OutboundEvent
+from infusion_monitor.schemas.base import Event, OutboundEvent
 
 from .config import MonitorConfig
 from .core import Core, Notice, Step

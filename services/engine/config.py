@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.vocab import PolicyProfile
+from infusion_monitor.schemas.vocab import PolicyProfile
 
 DEFAULT_IMMUNOMODULATORS = (
     "interferon", "glatiramer", "fingolimod", "siponimod", "ozanimod", "ponesimod",

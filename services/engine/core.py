@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
-from schemas.base import OutboundEvent
+from infusion_monitor.schemas.base import OutboundEvent
 
 from .config import MonitorConfig
 

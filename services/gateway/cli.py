@@ -1,5 +1,5 @@
 """Command-line pieces for the lead to wire into ``infusion-monitor`` (and ``python -m
-services.gateway``): the ``gateway`` service, ``hl7 send`` and ``hl7 lint``."""
+infusion_monitor.gateway``): the ``gateway`` service, ``hl7 send`` and ``hl7 lint``."""
 
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ def run_gateway_service(args: argparse.Namespace, settings: Settings, url: str |
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.gateway", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m infusion_monitor.gateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     add_gateway_arguments(sub.add_parser("run", help="run the gateway"))
     hl7 = sub.add_parser("send", help="send HL7 files over MLLP and print each ACK")

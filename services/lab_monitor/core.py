@@ -12,10 +12,10 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from schemas.base import format_time
-from schemas.inbound import InfusionStarted, LabResulted, is_monitored_drug
-from schemas.outbound import AntibodyPersistence, AntibodyResulted, PatientContraindicated
-from schemas.vocab import AlertKind, ContraindicationReason, PolicyProfile, Rule, Severity
+from infusion_monitor.schemas.base import format_time
+from infusion_monitor.schemas.inbound import InfusionStarted, LabResulted, is_monitored_drug
+from infusion_monitor.schemas.outbound import AntibodyPersistence, AntibodyResulted, PatientContraindicated
+from infusion_monitor.schemas.vocab import AlertKind, ContraindicationReason, PolicyProfile, Rule, Severity
 
 from ..engine.alerts import make_alert
 from ..engine.config import MonitorConfig

@@ -1,5 +1,5 @@
-"""``python -m services.pager [--nats URL] [--routes FILE]`` runs the bridge in the foreground;
-``python -m services.pager alerts [--nats URL] [--limit N]`` lists recent alerts. (The documented
+"""``python -m infusion_monitor.pager [--nats URL] [--routes FILE]`` runs the bridge in the foreground;
+``python -m infusion_monitor.pager alerts [--nats URL] [--limit N]`` lists recent alerts. (The documented
 commands: ``infusion-monitor service pager`` and ``infusion-monitor alerts``.)"""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .audit import run_alerts
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.pager")
+    parser = argparse.ArgumentParser(prog="python -m infusion_monitor.pager")
     parser.add_argument("command", nargs="?", choices=["run", "alerts"], default="run")
     parser.add_argument("--nats", help="NATS URL (default: $NATS_URL)")
     parser.add_argument("--routes", help="routes TOML (default: $INFUSION_MONITOR_PAGER_ROUTES)")

@@ -37,8 +37,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from schemas.outbound import AlertAcknowledged
-from schemas.vocab import AckVia
+from infusion_monitor.schemas.outbound import AlertAcknowledged
+from infusion_monitor.schemas.vocab import AckVia
 
 from ..engine.ids import stable_id
 from .callers import Caller, Callers

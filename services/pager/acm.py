@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.outbound import PageRequested
-from schemas.vocab import DeliveryState, Rule, Severity
+from infusion_monitor.schemas.outbound import PageRequested
+from infusion_monitor.schemas.vocab import DeliveryState, Rule, Severity
 
 from ..engine.config import MonitorConfig
 from ..gateway.mapping.ack import escape

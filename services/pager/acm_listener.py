@@ -25,8 +25,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas.outbound import AlertAcknowledged, AlertDelivery
-from schemas.vocab import AckVia, DeliveryState
+from infusion_monitor.schemas.outbound import AlertAcknowledged, AlertDelivery
+from infusion_monitor.schemas.vocab import AckVia, DeliveryState
 
 from ..engine.ids import stable_id
 from ..gateway.mapping.ack import build_ack, msh_fields

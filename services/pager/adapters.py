@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from schemas.outbound import PageRequested
-from schemas.vocab import Severity
+from infusion_monitor.schemas.outbound import PageRequested
+from infusion_monitor.schemas.vocab import Severity
 
 from .fhir import communication_request, request_path
 from .minimal import minimal_alert, minimal_summary

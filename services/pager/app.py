@@ -38,7 +38,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from faststream.nats import NatsBroker
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from schemas.outbound import AlertAcknowledged
+from infusion_monitor.schemas.outbound import AlertAcknowledged
 
 from ..engine.bus import Engine
 from ..runtime.access import NatsAccess, access_for

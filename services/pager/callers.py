@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.vocab import AckVia
+from infusion_monitor.schemas.vocab import AckVia
 
 from ..runtime.tokens import TokenFile
 

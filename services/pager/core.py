@@ -37,9 +37,9 @@ import json
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from schemas.base import format_time
-from schemas.outbound import AlertEscalated, AlertRaised, AlertResolved, PageRequested
-from schemas.vocab import ESCALATING_STATES, AckVia, DeliveryState, ResolveReason, Rule, Severity
+from infusion_monitor.schemas.base import format_time
+from infusion_monitor.schemas.outbound import AlertEscalated, AlertRaised, AlertResolved, PageRequested
+from infusion_monitor.schemas.vocab import ESCALATING_STATES, AckVia, DeliveryState, ResolveReason, Rule, Severity
 
 from ..engine.core import Context
 from ..engine.ids import stable_id

@@ -32,8 +32,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from schemas.outbound import PageRequested
-from schemas.vocab import DeliveryState
+from infusion_monitor.schemas.outbound import PageRequested
+from infusion_monitor.schemas.vocab import DeliveryState
 
 from ..engine.config import MonitorConfig
 from ..gateway.mllp import FrameTooLarge, MllpClient

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.outbound import OperatorCondition
-from schemas.vocab import AlertKind
+from infusion_monitor.schemas.outbound import OperatorCondition
+from infusion_monitor.schemas.vocab import AlertKind
 
 from ..runtime.listening import PAGER_ACK, announce
 from ..runtime.shells import CannotListen, start_http, stop_http

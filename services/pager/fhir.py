@@ -23,9 +23,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from schemas.base import format_time
-from schemas.outbound import PageRequested
-from schemas.vocab import Severity
+from infusion_monitor.schemas.base import format_time
+from infusion_monitor.schemas.outbound import PageRequested
+from infusion_monitor.schemas.vocab import Severity
 
 ALERT_SYSTEM = "urn:infusion-monitor:alert"
 PATIENT_SYSTEM = "urn:infusion-monitor:patient"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from schemas.outbound import PageRequested
+from infusion_monitor.schemas.outbound import PageRequested
 
 from .routes import OPERATOR_KIND_PREFIX, Destination, PagerRoutes
 

@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.base import format_time
-from schemas.outbound import AlertDelivery, OperatorCondition, PageAttempted, PageRequested
-from schemas.vocab import AlertKind, DeliveryState, Severity
+from infusion_monitor.schemas.base import format_time
+from infusion_monitor.schemas.outbound import AlertDelivery, OperatorCondition, PageAttempted, PageRequested
+from infusion_monitor.schemas.vocab import AlertKind, DeliveryState, Severity
 
 from ..engine.ids import stable_id
 from ..runtime.names import Names

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from schemas.vocab import Severity
+from infusion_monitor.schemas.vocab import Severity
 
 from ..runtime.addresses import check_entries
 

@@ -39,9 +39,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from schemas.base import format_time
-from schemas.outbound import OperatorCondition, PageRequested
-from schemas.parse import Rejection
+from infusion_monitor.schemas.base import format_time
+from infusion_monitor.schemas.outbound import OperatorCondition, PageRequested
+from infusion_monitor.schemas.parse import Rejection
 
 from ..engine.bus import Engine, content_digest
 from ..runtime.names import ALERT_TYPES, Names

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from schemas.outbound import OperatorCondition, PageRequested, ServiceHeartbeat
-from schemas.vocab import AlertKind
+from infusion_monitor.schemas.outbound import OperatorCondition, PageRequested, ServiceHeartbeat
+from infusion_monitor.schemas.vocab import AlertKind
 
 from ..runtime.names import Names
 from .routes import PagerRoutes

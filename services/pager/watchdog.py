@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from schemas.outbound import AlertRaised, AlertResolved, OperatorCondition, PageRequested, ServiceHeartbeat
-from schemas.vocab import AlertKind, ResolveReason, Rule, Severity
+from infusion_monitor.schemas.outbound import AlertRaised, AlertResolved, OperatorCondition, PageRequested, ServiceHeartbeat
+from infusion_monitor.schemas.vocab import AlertKind, ResolveReason, Rule, Severity
 
 from ..engine.ids import stable_id
 from .core import OPERATOR_KEY, PAGER_PRINCIPAL

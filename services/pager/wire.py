@@ -11,8 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
-from schemas.outbound import AlertAcknowledged, AlertDelivery, AlertRaised, AlertResolved, SessionClosed
-from schemas.parse import Rejection, rejection_from
+from infusion_monitor.schemas.outbound import AlertAcknowledged, AlertDelivery, AlertRaised, AlertResolved, SessionClosed
+from infusion_monitor.schemas.parse import Rejection, rejection_from
 
 
 class WireAlertRaised(AlertRaised):

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import BinaryIO
 
-from schemas import Rejection, parse_inbound
-from schemas.base import OutboundEvent
+from infusion_monitor.schemas import Rejection, parse_inbound
+from infusion_monitor.schemas.base import OutboundEvent
 
 from ..engine.bus import Engine, content_digest
 from ..engine.config import MonitorConfig

@@ -19,9 +19,9 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from pydantic import TypeAdapter
 
-from schemas import Rejection, parse_inbound
-from schemas.base import OutboundEvent, format_time
-from schemas.outbound import OutboundUnion
+from infusion_monitor.schemas import Rejection, parse_inbound
+from infusion_monitor.schemas.base import OutboundEvent, format_time
+from infusion_monitor.schemas.outbound import OutboundUnion
 
 from ..runtime.access import NatsAccess, access_for
 from ..runtime.embedded import EmbeddedAuth, EmbeddedNats

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.outbound import ServiceHeartbeat
+from infusion_monitor.schemas.outbound import ServiceHeartbeat
 
 from .names import Names
 

@@ -12,8 +12,8 @@ from bisect import insort
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from schemas.base import format_time
-from schemas.inbound import (
+from infusion_monitor.schemas.base import format_time
+from infusion_monitor.schemas.inbound import (
     ContraindicationCleared,
     HypersensitivityRuledOut,
     InfusionEnded,
@@ -22,7 +22,7 @@ from schemas.inbound import (
     VitalsRecorded,
     is_monitored_drug,
 )
-from schemas.outbound import (
+from infusion_monitor.schemas.outbound import (
     AlertRaised,
     ContraindicationLifted,
     PatientContraindicated,
@@ -30,7 +30,7 @@ from schemas.outbound import (
     ReexposureRecorded,
     SessionClosed,
 )
-from schemas.vocab import AlertKind, ContraindicationReason, Rule, Severity, is_known_symptom
+from infusion_monitor.schemas.vocab import AlertKind, ContraindicationReason, Rule, Severity, is_known_symptom
 
 from ..engine.alerts import make_alert, minutes_between
 from ..engine.core import Context

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from schemas.vocab import AlertKind, BrownGrade, OrganSystem, Rule, Severity, organ_system
+from infusion_monitor.schemas.vocab import AlertKind, BrownGrade, OrganSystem, Rule, Severity, organ_system
 
 from ..engine.config import MonitorConfig
 

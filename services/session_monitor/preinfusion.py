@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from schemas.vocab import AlertKind, ContraindicationReason, Rule, Severity
+from infusion_monitor.schemas.vocab import AlertKind, ContraindicationReason, Rule, Severity
 
 from ..engine.config import MonitorConfig
 from .state import Profile

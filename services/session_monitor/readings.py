@@ -22,7 +22,7 @@ from typing import Annotated, Any, NamedTuple
 
 from pydantic import PlainSerializer, PlainValidator
 
-from schemas.inbound import READING_LIMITS
+from infusion_monitor.schemas.inbound import READING_LIMITS
 
 VITALS = tuple(READING_LIMITS)  # the order of values in a record
 _RECORD = struct.Struct("<qq6d")  # taken at, arrived at (µs since the epoch, UTC), one value per vital (NaN: absent)

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from schemas.vocab import ContraindicationReason, InfusionOutcome
+from infusion_monitor.schemas.vocab import ContraindicationReason, InfusionOutcome
 
 from .readings import Packed, ReadingLog
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from schemas.vocab import PolicyProfile
+from infusion_monitor.schemas.vocab import PolicyProfile
 
 from ..engine.config import MonitorConfig
 from .state import Session

@@ -39,8 +39,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from schemas import Rejection, parse_inbound
-from schemas.base import OutboundEvent, format_time
+from infusion_monitor.schemas import Rejection, parse_inbound
+from infusion_monitor.schemas.base import OutboundEvent, format_time
 
 from ..engine.bus import Engine, content_digest
 from ..engine.core import Notice

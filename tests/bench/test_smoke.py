@@ -32,7 +32,7 @@ def test_every_benchmark_runs_on_a_tiny_input():
 
 def test_generator_is_deterministic_and_valid():
     from bench.generate import generate
-    from schemas import Rejection, parse_inbound
+    from infusion_monitor.schemas import Rejection, parse_inbound
 
     first, second = generate(2000), generate(2000)
     assert first == second and len(first) == 2000

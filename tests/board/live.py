@@ -1,5 +1,5 @@
 """Running the real services for the board's browser and service tests: the board and the pager as
-child processes (``python -m services.board`` / ``python -m services.pager``), and an asyncio loop
+child processes (``python -m infusion_monitor.board`` / ``python -m infusion_monitor.pager``), and an asyncio loop
 in a thread for the NATS client and the webhook receiver while Selenium drives the browser from
 the test's own thread."""
 
@@ -66,12 +66,12 @@ class ServiceProcess:
 
 def board_process(nats_url: str, port: int, users: Path, data_dir: Path, log: Path, env: dict[str, str] | None = None
                   ) -> ServiceProcess:
-    return ServiceProcess(["services.board", "--nats", nats_url, "--bind", f"127.0.0.1:{port}", "--users", str(users)],
+    return ServiceProcess(["infusion_monitor.board", "--nats", nats_url, "--bind", f"127.0.0.1:{port}", "--users", str(users)],
                           log, {"INFUSION_MONITOR_DATA_DIR": str(data_dir), **(env or {})})
 
 
 def pager_process(nats_url: str, routes: Path, log: Path, env: dict[str, str] | None = None) -> ServiceProcess:
-    return ServiceProcess(["services.pager", "--nats", nats_url, "--routes", str(routes)], log,
+    return ServiceProcess(["infusion_monitor.pager", "--nats", nats_url, "--routes", str(routes)], log,
                           {"INFUSION_MONITOR_PAGER_ACK_BIND": "off", **(env or {})})
 
 

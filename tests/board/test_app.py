@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.board.app import board_app
-from services.board.auth import (
+from infusion_monitor.board.app import board_app
+from infusion_monitor.board.auth import (
     BY_ACCOUNT,
     BY_SOURCE,
     COOKIE,
@@ -26,11 +26,11 @@ from services.board.auth import (
     users_from_pairs,
     verify_password,
 )
-from services.board.hub import BoardHub
-from services.board.projection import board_engine
-from services.engine.config import MonitorConfig
-from services.replay.offline import replay_lines
-from services.runtime.names import Names
+from infusion_monitor.board.hub import BoardHub
+from infusion_monitor.board.projection import board_engine
+from infusion_monitor.engine.config import MonitorConfig
+from infusion_monitor.replay.offline import replay_lines
+from infusion_monitor.runtime.names import Names
 
 ROOT = Path(__file__).resolve().parents[2]
 AT = datetime.fromisoformat("2025-03-03T09:40:00+00:00")
@@ -355,8 +355,8 @@ async def test_a_pagers_link_leads_to_the_alerts_timeline(board):
 
 async def test_the_page_shows_each_destination_s_delivery_state(board):
     """Issue 16: the tile's open alert says where its pages got (escaped like any text)."""
-    from schemas.outbound import AlertDelivery
-    from schemas.vocab import DeliveryState
+    from infusion_monitor.schemas.outbound import AlertDelivery
+    from infusion_monitor.schemas.vocab import DeliveryState
 
     client, _, _, hub, _ = board
     await _login(client)

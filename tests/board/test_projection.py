@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from schemas import parse_inbound
-from schemas.vocab import PolicyProfile
-from services.board.projection import BoardProjection, live_engine
-from services.board.replay import board_at, board_patients, render_board_at
-from services.board.view import ViewOptions, build_board, build_day, build_timeline, render_text
-from services.engine.config import MonitorConfig
+from infusion_monitor.schemas import parse_inbound
+from infusion_monitor.schemas.vocab import PolicyProfile
+from infusion_monitor.board.projection import BoardProjection, live_engine
+from infusion_monitor.board.replay import board_at, board_patients, render_board_at
+from infusion_monitor.board.view import ViewOptions, build_board, build_day, build_timeline, render_text
+from infusion_monitor.engine.config import MonitorConfig
 from tests.builders import T0, at, end, event, lab, normal, profile, replay, routine_session, start, vitals
 
 US, EU = MonitorConfig(), MonitorConfig(profile=PolicyProfile.EU)
@@ -193,7 +193,7 @@ def test_alert_states(case: AlertCase):
 
 
 def test_escalation_is_shown_on_the_open_alert():
-    from schemas.outbound import AlertEscalated
+    from infusion_monitor.schemas.outbound import AlertEscalated
 
     log = [*BASE, vitals(20, systolic_mmhg=82)]
     view, _ = board_at(_lines(log), US, T0 + timedelta(minutes=21))
@@ -213,10 +213,10 @@ def test_escalation_is_shown_on_the_open_alert():
 def test_per_destination_delivery_state_is_shown_on_the_alert():
     """Issue 16: what became of each destination's copy (alert.delivery), the latest per
     destination by event time, through the same parse path the live board uses."""
-    from schemas.outbound import AlertDelivery
-    from schemas.vocab import DeliveryState
-    from services.board.service import parse_message
-    from services.runtime.names import Names
+    from infusion_monitor.schemas.outbound import AlertDelivery
+    from infusion_monitor.schemas.vocab import DeliveryState
+    from infusion_monitor.board.service import parse_message
+    from infusion_monitor.runtime.names import Names
 
     log = [*BASE, vitals(20, systolic_mmhg=82)]
     view, _ = board_at(_lines(log), US, T0 + timedelta(minutes=21))
@@ -287,7 +287,7 @@ def test_live_order_across_streams_gives_the_replay_board(order):
         t = datetime.fromisoformat(moment)
         expected = render_board_at(lines, US, t)
         inputs = [e for e in (parse_inbound(line) for line in lines) if not hasattr(e, "field") and e.occurred_at <= t]
-        from services.replay.offline import replay_lines
+        from infusion_monitor.replay.offline import replay_lines
 
         outputs = [o for o in replay_lines(lines, US, until=t).outputs if o.type in BoardProjection.handles]
         alerts = [o for o in outputs if o.type.startswith("alert.")]
@@ -319,7 +319,7 @@ def test_board_at_is_deterministic_and_names_no_one():
 
 
 def test_board_core_is_not_among_the_monitor_cores():
-    from services.cores import all_cores
+    from infusion_monitor.cores import all_cores
 
     assert "board" not in {c.name for c in all_cores()}
 

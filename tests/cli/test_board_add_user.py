@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.board.auth import NURSE, ROLES, User, hash_password, load_users, verify_password
-from services.board.users import UsersFile, render_users, write_users
-from services.cli.board_cmd import read_new_password, run_add_user
-from services.runtime.settings import Settings
+from infusion_monitor.board.auth import NURSE, ROLES, User, hash_password, load_users, verify_password
+from infusion_monitor.board.users import UsersFile, render_users, write_users
+from infusion_monitor.cli.board_cmd import read_new_password, run_add_user
+from infusion_monitor.runtime.settings import Settings
 
 HASH = hash_password("a-fixed-password")  # scrypt is slow: one hash for the properties
 

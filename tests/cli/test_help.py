@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.main import _parser
+from infusion_monitor.cli.main import _parser
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKUP = re.compile(r"`|\*\*|:\w+:`")  # reST literals and roles, Markdown emphasis
@@ -63,6 +63,6 @@ def test_help_is_plain_text_and_every_option_says_its_default(path, parser):
 
 
 def test_the_real_command_prints_the_same_plain_help():
-    out = subprocess.run([sys.executable, "-m", "services.cli.main", "hl7", "send", "--help"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "infusion_monitor.cli.main", "hl7", "send", "--help"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert "--now" in out and "(default: 2575)" in out and "`" not in out

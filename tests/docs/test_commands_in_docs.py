@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.main import _parser
+from infusion_monitor.cli.main import _parser
 from tests.docs.test_spec_and_links import FENCE, ROOT, markdown_files
 
 CODE_SPAN = re.compile(r"(`+)(.+?)\1")
@@ -61,7 +61,7 @@ def test_the_rules_can_fail(tmp_path):
     assert PLACEHOLDER.match("<command>") and PLACEHOLDER.match("ARGS…") and not PLACEHOLDER.match("up")
     assert BARE.search("infusion-monitor up --data-dir X") and BARE.search("INFUSION_MONITOR_X=1 infusion-monitor alerts")
     assert not BARE.search("services/cli/ the infusion-monitor command: up / demo")
-    assert SYSTEM_PYTHON.search("python -m services.board hash-password")
+    assert SYSTEM_PYTHON.search("python -m infusion_monitor.board hash-password")
     assert SYSTEM_PYTHON.search("python3 deploy/nats/set_passwords.py --creds-dir X")
     assert not SYSTEM_PYTHON.search(".venv/bin/python -m bench.durability_bench")
     assert not SYSTEM_PYTHON.search("python3 run.py demo") and not SYSTEM_PYTHON.search("python3 deploy/make_secrets.py")

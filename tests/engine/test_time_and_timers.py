@@ -7,9 +7,9 @@ from typing import Any, ClassVar
 
 from dataclasses import dataclass, field
 
-from schemas.inbound import ClockTick
-from services.engine.bus import Engine, PatientRecord
-from services.engine.config import MonitorConfig
+from infusion_monitor.schemas.inbound import ClockTick
+from infusion_monitor.engine.bus import Engine, PatientRecord
+from infusion_monitor.engine.config import MonitorConfig
 
 T = datetime(2025, 3, 3, 10, 0, tzinfo=UTC)
 

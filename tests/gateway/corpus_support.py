@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.gateway.config import SECRET_ENV, GatewayConfig
-from services.gateway.identity import patient_key
-from services.gateway.sender import split_messages
+from infusion_monitor.gateway.config import SECRET_ENV, GatewayConfig
+from infusion_monitor.gateway.identity import patient_key
+from infusion_monitor.gateway.sender import split_messages
 from tests.gateway.hl7msg import SECRET
 
 CORPUS = Path(__file__).resolve().parent / "corpus"

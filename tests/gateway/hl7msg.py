@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.gateway.config import GatewayConfig
+from infusion_monitor.gateway.config import GatewayConfig
 
 SECRET = "test-secret-0123456789"
 PCD01 = "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO"

@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from services.runtime.embedded import free_port
+from infusion_monitor.runtime.embedded import free_port
 from tests.gateway import corpus_support
 from tests.gateway.hl7msg import PCD01, PCD10, SECRET
 from tests.integration.live import stop_process
@@ -21,7 +21,7 @@ PID = "PID|||{mrn}^^^HOSP^MR||{family}^{given}||19850412|F|||12 HIGH STREET^^SPR
 
 
 class GatewayProcess:
-    """``python -m services.gateway run`` in a child process, logging JSON to a file."""
+    """``python -m infusion_monitor.gateway run`` in a child process, logging JSON to a file."""
 
     def __init__(self, url: str, log_path: Path, mllp_port: int | None = None, http_port: int | None = None,
                  env: dict[str, str] | None = None) -> None:
@@ -43,7 +43,7 @@ class GatewayProcess:
                "INFUSION_MONITOR_PATIENT_KEY_SECRET": SECRET, **self.env}
         self.log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.gateway", "run", "--nats", self.url,
+            [sys.executable, "-m", "infusion_monitor.gateway", "run", "--nats", self.url,
              "--mllp-port", str(self.mllp_port), "--http-port", str(self.http_port)],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         return self

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from services.gateway.config import GatewayConfig, MissingSecret
-from services.gateway.identity import patient_key
-from services.gateway.sender import ack_code, split_messages
+from infusion_monitor.gateway.config import GatewayConfig, MissingSecret
+from infusion_monitor.gateway.identity import patient_key
+from infusion_monitor.gateway.sender import ack_code, split_messages
 
 
 def test_the_gateway_refuses_to_start_without_a_secret():

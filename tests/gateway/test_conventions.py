@@ -12,16 +12,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.gateway.config import GatewayConfig, SenderConfig
-from services.gateway.identity import patient_key
-from services.gateway.lint import FeedReplay
-from services.gateway.mapping import pump
-from services.gateway.mapping.book import Book
-from services.gateway.mapping.fhir import FhirError, translate_fhir
-from services.gateway.mapping.lab import lab_unit, reference_range
-from services.gateway.mapping.router import check_identity, translate
-from services.gateway.mapping.vocab import match_unit, mdc_term, ucum_key
-from services.gateway.mllp import Connection
+from infusion_monitor.gateway.config import GatewayConfig, SenderConfig
+from infusion_monitor.gateway.identity import patient_key
+from infusion_monitor.gateway.lint import FeedReplay
+from infusion_monitor.gateway.mapping import pump
+from infusion_monitor.gateway.mapping.book import Book
+from infusion_monitor.gateway.mapping.fhir import FhirError, translate_fhir
+from infusion_monitor.gateway.mapping.lab import lab_unit, reference_range
+from infusion_monitor.gateway.mapping.router import check_identity, translate
+from infusion_monitor.gateway.mapping.vocab import match_unit, mdc_term, ucum_key
+from infusion_monitor.gateway.mllp import Connection
 from tests.gateway import fhirmsg as F
 from tests.gateway.hl7msg import SECRET, config, lab, obx, pump as pump_msg, ts, vitals
 

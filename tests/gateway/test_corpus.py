@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from services.gateway.lint import FeedReplay, lint_files
-from services.gateway.mapping.ack import build_ack, error_location, msh_fields
-from services.gateway.mapping.common import Translation
-from services.gateway.mapping.fhir import FhirError, FhirTranslation
+from infusion_monitor.gateway.lint import FeedReplay, lint_files
+from infusion_monitor.gateway.mapping.ack import build_ack, error_location, msh_fields
+from infusion_monitor.gateway.mapping.common import Translation
+from infusion_monitor.gateway.mapping.fhir import FhirError, FhirTranslation
 from tests.gateway import corpus_support as C
 
 FILES = C.files()
@@ -111,7 +111,7 @@ def test_hl7_lint_prints_the_verdicts_row_by_row_and_no_identity():
 
 
 def test_the_cli_verb_lints_files_with_the_site_configuration(capsys, monkeypatch):
-    from services.cli.main import main
+    from infusion_monitor.cli.main import main
 
     monkeypatch.delenv("INFUSION_MONITOR_PATIENT_KEY_SECRET", raising=False)
     files = [str(C.CORPUS / "hl7" / name) for name in ("13-utc-gateway-berlin-site.hl7", "25-pi-identifier-not-configured.hl7")]

@@ -7,13 +7,13 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from services.engine.config import MonitorConfig
-from services.gateway.mapping import pump
-from services.gateway.mapping.book import Book
-from services.gateway.mapping.router import translate
-from services.gateway.sender import split_messages
-from services.gateway.timeshift import message_time, shift_to
-from services.replay.offline import replay_lines
+from infusion_monitor.engine.config import MonitorConfig
+from infusion_monitor.gateway.mapping import pump
+from infusion_monitor.gateway.mapping.book import Book
+from infusion_monitor.gateway.mapping.router import translate
+from infusion_monitor.gateway.sender import split_messages
+from infusion_monitor.gateway.timeshift import message_time, shift_to
+from infusion_monitor.replay.offline import replay_lines
 from tests.gateway.hl7msg import config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "hl7"

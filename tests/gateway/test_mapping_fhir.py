@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.gateway.mapping.book import Book
-from services.gateway.mapping.fhir import FhirError, translate_fhir
-from services.gateway.mapping.router import translate
+from infusion_monitor.gateway.mapping.book import Book
+from infusion_monitor.gateway.mapping.fhir import FhirError, translate_fhir
+from infusion_monitor.gateway.mapping.router import translate
 from tests.gateway.fhirmsg import (
     HOSP_SYSTEM, LABCAT, MR_TYPE, SYSTEMS, administration, body, bp, bundle, loinc, notification, patient, qty, vital,
 )

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.gateway.mapping.ack import build_ack, msh_fields
-from services.gateway.mapping.book import Book
-from services.gateway.mapping.router import translate
+from infusion_monitor.gateway.mapping.ack import build_ack, msh_fields
+from infusion_monitor.gateway.mapping.book import Book
+from infusion_monitor.gateway.mapping.router import translate
 from tests.gateway.hl7msg import adt, config, lab, obx, ts
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

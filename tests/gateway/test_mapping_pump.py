@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from services.gateway.mapping import pump as pump_core
-from services.gateway.mapping.book import Book
-from services.gateway.mapping.router import translate
+from infusion_monitor.gateway.mapping import pump as pump_core
+from infusion_monitor.gateway.mapping.book import Book
+from infusion_monitor.gateway.mapping.router import translate
 from tests.gateway.hl7msg import T0, config, obx, pump, vitals
 
 NO_PID = "PID|||^^^^MR||UNKNOWN"

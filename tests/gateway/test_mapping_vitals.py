@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.gateway.identity import patient_key
-from services.gateway.mapping.book import Book
-from services.gateway.mapping.router import translate
+from infusion_monitor.gateway.identity import patient_key
+from infusion_monitor.gateway.mapping.book import Book
+from infusion_monitor.gateway.mapping.router import translate
 from tests.gateway.hl7msg import PCD01, SECRET, config, obx, ts, vitals
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

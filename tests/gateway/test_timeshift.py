@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.gateway.lint import FeedReplay
-from services.gateway.mapping import pump
-from services.gateway.mapping.common import bind, parse
-from services.gateway.sender import split_messages
-from services.gateway.timeshift import message_time, parse_dtm, shift_dtm, shift_message, shift_tag, shift_to
+from infusion_monitor.gateway.lint import FeedReplay
+from infusion_monitor.gateway.mapping import pump
+from infusion_monitor.gateway.mapping.common import bind, parse
+from infusion_monitor.gateway.sender import split_messages
+from infusion_monitor.gateway.timeshift import message_time, parse_dtm, shift_dtm, shift_message, shift_tag, shift_to
 from tests.gateway import corpus_support as C
 from tests.gateway.test_examples import EXAMPLES
 
@@ -150,8 +150,8 @@ async def test_send_now_sends_each_message_at_its_moved_time():
     import io
     import structlog
 
-    from services.gateway.mllp import MllpServer
-    from services.gateway.sender import send_files
+    from infusion_monitor.gateway.mllp import MllpServer
+    from infusion_monitor.gateway.sender import send_files
 
     received: list[tuple[datetime, bytes]] = []
     start = datetime(2026, 12, 6, 14, 0, tzinfo=UTC)

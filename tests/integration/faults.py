@@ -15,11 +15,11 @@ from typing import Any
 import nats
 
 from bench.generate import generate
-from schemas import Rejection, parse_inbound
-from schemas.base import format_time
-from services.engine.config import MonitorConfig
-from services.replay.offline import replay_lines
-from services.runtime.names import Names
+from infusion_monitor.schemas import Rejection, parse_inbound
+from infusion_monitor.schemas.base import format_time
+from infusion_monitor.engine.config import MonitorConfig
+from infusion_monitor.replay.offline import replay_lines
+from infusion_monitor.runtime.names import Names
 
 NAMES = Names()
 CHECKED = ("alert.raised", "antibody_test.due", "session.closed")

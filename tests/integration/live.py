@@ -44,7 +44,7 @@ class MonitorProcess:
         env = {**os.environ, "INFUSION_MONITOR_LOG_FORMAT": "json", **self.env}
         self.log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli.main", "service", "monitor", "--nats", self.url, *self.args],
+            [sys.executable, "-m", "infusion_monitor.cli.main", "service", "monitor", "--nats", self.url, *self.args],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         return self
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import httpx
 
-from services.runtime.embedded import EmbeddedAuth, EmbeddedNats
-from services.runtime.names import Names
-from services.runtime.permissions import Role
-from services.runtime.provision import provision
+from infusion_monitor.runtime.embedded import EmbeddedAuth, EmbeddedNats
+from infusion_monitor.runtime.names import Names
+from infusion_monitor.runtime.permissions import Role
+from infusion_monitor.runtime.provision import provision
 from tests.integration.live import now_minus, wait_for
 
 TRACE = "\ntrace: true\nmax_traced_msg_len: 32\n"
@@ -141,10 +141,10 @@ async def run(server: EmbeddedNats, tmp: Path) -> None:
     """Drive the scenario to its end (bounded: every wait has a timeout): a first start of every
     service, then a restart with a delivery of the monitor's and one of the pager's lost to
     another client (both read them from the stream: their gap reads)."""
-    from services.pager.app import DURABLE_ALERTS
-    from services.pager.routes import parse_routes
-    from services.runtime.embedded import free_port
-    from services.worker.app import DURABLE
+    from infusion_monitor.pager.app import DURABLE_ALERTS
+    from infusion_monitor.pager.routes import parse_routes
+    from infusion_monitor.runtime.embedded import free_port
+    from infusion_monitor.worker.app import DURABLE
     from tests.gateway.live import monitor_msg
     from tests.pager.receiver import Receiver
 
@@ -224,9 +224,9 @@ def _reaction_now(patient: str, tag: str) -> list[dict[str, Any]]:
 
 
 async def _monitors(stack: Any, server: EmbeddedNats, names: Names) -> None:
-    from services.runtime.settings import Settings
-    from services.worker.app import run_worker
-    from services.worker.partition import Partition
+    from infusion_monitor.runtime.settings import Settings
+    from infusion_monitor.worker.app import run_worker
+    from infusion_monitor.worker.partition import Partition
 
     for partition in (Partition(), Partition(0, 2), Partition(1, 2)):
         await stack.enter_async_context(run_worker(Settings(), server.access("monitor"), names, clock="event",
@@ -234,8 +234,8 @@ async def _monitors(stack: Any, server: EmbeddedNats, names: Names) -> None:
 
 
 async def _pager(stack: Any, server: EmbeddedNats, names: Names, routes: Any) -> Any:
-    from services.pager.app import PagerSettings, run_pager
-    from services.runtime.settings import Settings
+    from infusion_monitor.pager.app import PagerSettings, run_pager
+    from infusion_monitor.runtime.settings import Settings
 
     return await stack.enter_async_context(run_pager(
         Settings(), server.access("pager"), routes, names,
@@ -243,10 +243,10 @@ async def _pager(stack: Any, server: EmbeddedNats, names: Names, routes: Any) ->
 
 
 async def _board(stack: Any, server: EmbeddedNats, names: Names) -> Any:
-    from services.board.auth import users_from_pairs
-    from services.board.config import BoardConfig
-    from services.board.service import make_authenticator, run_board
-    from services.runtime.settings import Settings
+    from infusion_monitor.board.auth import users_from_pairs
+    from infusion_monitor.board.config import BoardConfig
+    from infusion_monitor.board.service import make_authenticator, run_board
+    from infusion_monitor.runtime.settings import Settings
 
     config = BoardConfig(bind="127.0.0.1:0", secret="s" * 40, lookback_hours=1, cookie_secure=False)  # plain HTTP
     auth = replace(make_authenticator(config, _Quiet()), users=users_from_pairs([("anna", "Anna K., RN", PASSWORD)]))
@@ -254,8 +254,8 @@ async def _board(stack: Any, server: EmbeddedNats, names: Names) -> Any:
 
 
 async def _gateway(stack: Any, server: EmbeddedNats, names: Names) -> Any:
-    from services.gateway.app import run_gateway
-    from services.runtime.settings import Settings
+    from infusion_monitor.gateway.app import run_gateway
+    from infusion_monitor.runtime.settings import Settings
     from tests.gateway.hl7msg import config as gateway_config
 
     return await stack.enter_async_context(
@@ -263,16 +263,16 @@ async def _gateway(stack: Any, server: EmbeddedNats, names: Names) -> Any:
 
 
 async def _hl7(gateway: Any, message: bytes) -> None:
-    from services.gateway.mllp import MllpClient
+    from infusion_monitor.gateway.mllp import MllpClient
 
     async with MllpClient("127.0.0.1", gateway.mllp_port, timeout=10) as client:
         await client.send(message)
 
 
 async def _operator_commands(operator: Any) -> None:
-    from services.cli.deadletter import _run as deadletter
-    from services.cli.status import collect
-    from services.pager.audit import print_alerts
+    from infusion_monitor.cli.deadletter import _run as deadletter
+    from infusion_monitor.cli.status import collect
+    from infusion_monitor.pager.audit import print_alerts
 
     await print_alerts(operator)
     await collect(operator, 0.5)  # infusion-monitor status subscribes to the services' heartbeats
@@ -319,7 +319,7 @@ async def _endpoint_ack(pager: Any, tmp: Path) -> None:
 
 
 def _open_alerts(pager: Any) -> list[tuple[str, str]]:
-    from services.pager.state import PatientAlerts
+    from infusion_monitor.pager.state import PatientAlerts
 
     out = []
     for patient, record in pager.runner.engine.records.items():

@@ -21,11 +21,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from schemas.vocab import AlertKind, Rule, Severity
-from services.engine.alerts import make_alert
-from services.pager.app import PagerSettings, run_pager
-from services.pager.routes import parse_routes
-from services.runtime.settings import Settings
+from infusion_monitor.schemas.vocab import AlertKind, Rule, Severity
+from infusion_monitor.engine.alerts import make_alert
+from infusion_monitor.pager.app import PagerSettings, run_pager
+from infusion_monitor.pager.routes import parse_routes
+from infusion_monitor.runtime.settings import Settings
 from tests.integration.live import connect, stream_messages, wait_for
 from tests.pager.receiver import Receiver
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from services.board.auth import hash_password
+from infusion_monitor.board.auth import hash_password
 from tests.board.browser import browser, serious  # noqa: F401  (the fixture)
 from tests.board.live import LoopThread, board_process, pager_process, wait_http
 from tests.integration.live import MonitorProcess, connect, publish, stream_messages
@@ -249,12 +249,12 @@ def test_the_clinic_day_on_a_wall_display(browser, tmp_path):  # noqa: F811
     wall-display screenshot for the docs, keyboard order, and axe-core on a full board."""
     import uvicorn
 
-    from services.board.app import board_app
-    from services.board.auth import Authenticator, users_from_pairs
-    from services.board.hub import BoardHub
-    from services.board.projection import board_engine
-    from services.engine.config import MonitorConfig
-    from services.replay.offline import replay_lines
+    from infusion_monitor.board.app import board_app
+    from infusion_monitor.board.auth import Authenticator, users_from_pairs
+    from infusion_monitor.board.hub import BoardHub
+    from infusion_monitor.board.projection import board_engine
+    from infusion_monitor.engine.config import MonitorConfig
+    from infusion_monitor.replay.offline import replay_lines
 
     config = MonitorConfig()
     moment = datetime.fromisoformat("2025-03-03T09:46:00+00:00")

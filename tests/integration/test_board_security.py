@@ -13,12 +13,12 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from services.board.auth import Authenticator, User, users_from_pairs
-from services.board.config import BoardConfig
-from services.board.service import run_board
-from services.runtime.settings import Settings
-from services.runtime.tls import ServerTls
-from services.worker.app import run_worker
+from infusion_monitor.board.auth import Authenticator, User, users_from_pairs
+from infusion_monitor.board.config import BoardConfig
+from infusion_monitor.board.service import run_board
+from infusion_monitor.runtime.settings import Settings
+from infusion_monitor.runtime.tls import ServerTls
+from infusion_monitor.worker.app import run_worker
 from tests.integration.live import connect, now_minus, publish, stream_messages, wait_for
 from tests.integration.test_security import make_certificates
 
@@ -83,7 +83,7 @@ async def test_sso_header_only_from_the_configured_proxy_for_listed_users(nats_s
 
 
 async def test_sso_mode_without_proxy_addresses_does_not_start(tmp_path, nats_server):
-    from services.board.service import run_board_service
+    from infusion_monitor.board.service import run_board_service
 
     config = _config(tmp_path, trusted_header="X-Forwarded-User")
     assert run_board_service(nats_server.url, Settings(), config) == 2

@@ -15,12 +15,12 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from services.board.auth import Authenticator, users_from_pairs
-from services.board.config import BoardConfig
-from services.board.service import run_board
-from services.board.view import render_text
-from services.runtime.settings import Settings
-from services.worker.app import run_worker
+from infusion_monitor.board.auth import Authenticator, users_from_pairs
+from infusion_monitor.board.config import BoardConfig
+from infusion_monitor.board.service import run_board
+from infusion_monitor.board.view import render_text
+from infusion_monitor.runtime.settings import Settings
+from infusion_monitor.worker.app import run_worker
 from tests.integration.live import connect, now_minus, publish, stream_messages, wait_for
 
 pytestmark = pytest.mark.integration
@@ -120,7 +120,7 @@ async def test_board_follows_the_streams_acknowledges_and_rebuilds(nats_server, 
 
 
 def replace_now(hub, now):
-    from services.board.view import build_board
+    from infusion_monitor.board.view import build_board
 
     return build_board(hub.patients(), now, hub.config, hub.options)
 

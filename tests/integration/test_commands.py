@@ -15,7 +15,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from services.runtime.access import Credentials, NatsAccess
+from infusion_monitor.runtime.access import Credentials, NatsAccess
 from tests.integration.live import alerts, connect, now_minus, publish, wait_for
 
 pytestmark = pytest.mark.integration
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli.main", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "infusion_monitor.cli.main", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})}, check=False)
 
 
@@ -41,7 +41,7 @@ async def test_up_runs_embedded_server_and_services_and_stops_cleanly(tmp_path):
            "INFUSION_MONITOR_BOARD_BIND": "127.0.0.1:0", "INFUSION_MONITOR_PAGER_ACK_BIND": "127.0.0.1:0"}
     env.pop("NATS_URL", None)
     log = (tmp_path / "up.log").open("wb")
-    up = subprocess.Popen([sys.executable, "-m", "services.cli.main", "up"], cwd=ROOT, env=env,
+    up = subprocess.Popen([sys.executable, "-m", "infusion_monitor.cli.main", "up"], cwd=ROOT, env=env,
                           stdout=log, stderr=subprocess.STDOUT)
     url_file = tmp_path / "var" / "nats.url"
     try:
@@ -135,8 +135,8 @@ async def _ready(js):
 
 
 async def test_deadletter_lists_and_shows_the_gateways_raw_messages(nats_server):
-    from services.runtime.names import Names
-    from services.runtime.streams import ensure_gateway_streams
+    from infusion_monitor.runtime.names import Names
+    from infusion_monitor.runtime.streams import ensure_gateway_streams
 
     names = Names()
     nc, js = await connect(nats_server.url)
@@ -162,7 +162,7 @@ async def test_up_restarts_a_killed_embedded_server_and_alerts_flow_again(tmp_pa
            "INFUSION_MONITOR_BOARD_BIND": "127.0.0.1:0", "INFUSION_MONITOR_PAGER_ACK_BIND": "127.0.0.1:0"}
     env.pop("NATS_URL", None)
     log = (tmp_path / "up.log").open("wb")
-    up = subprocess.Popen([sys.executable, "-m", "services.cli.main", "up"], cwd=ROOT, env=env,
+    up = subprocess.Popen([sys.executable, "-m", "infusion_monitor.cli.main", "up"], cwd=ROOT, env=env,
                           stdout=log, stderr=subprocess.STDOUT)
     pid_file, credentials = tmp_path / "var" / "nats.pid", tmp_path / "var" / "credentials"
 

@@ -55,8 +55,8 @@ def _role(spec: dict) -> str:
 # -- commands ---------------------------------------------------------------------------------------
 
 def test_compose_runs_every_service_up_runs_with_commands_the_cli_parses():
-    from services.cli.main import _parser
-    from services.cli.up import SERVICES as UP_SERVICES
+    from infusion_monitor.cli.main import _parser
+    from infusion_monitor.cli.up import SERVICES as UP_SERVICES
 
     parser = _parser()
     run = {}
@@ -76,7 +76,7 @@ def test_compose_runs_every_service_up_runs_with_commands_the_cli_parses():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r'^ENTRYPOINT \["infusion-monitor"\]$', dockerfile, flags=re.M)
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["infusion-monitor"] == "services.cli.main:main"  # the parser checked above
+    assert scripts["infusion-monitor"] == "infusion_monitor.cli.main:main"  # the parser checked above
 
 
 def test_the_nats_containers_run_a_config_and_every_url_names_one_of_them():
@@ -185,7 +185,7 @@ def test_every_mounted_file_is_made_by_the_deploy_step_and_never_kept_in_git_or_
 
 
 def test_every_path_a_container_is_given_exists_in_it(secrets_dir, tmp_path):
-    from services.gateway.config import GatewayConfig
+    from infusion_monitor.gateway.config import GatewayConfig
 
     checked = 0
     for name, spec in _product().items():
@@ -234,7 +234,7 @@ def _without_block(text: str, name: str) -> str:
 def nats_node(secrets_dir, tmp_path):
     """nats1 of docker-compose.yml on loopback: the step's config and TLS files as the container
     sees them, without the cluster routes (no nats2/nats3 here), the store and the monitoring port."""
-    from services.runtime.embedded import EmbeddedNats
+    from infusion_monitor.runtime.embedded import EmbeddedNats
 
     spec = SERVICES["nats1"]
     config = in_container(spec, "/etc/nats/nats.conf", secrets_dir, tmp_path)
@@ -262,7 +262,7 @@ def _certificate_names(path: Path) -> set[str]:
 
 
 async def test_every_container_connects_to_the_steps_nats_server_as_its_own_user(secrets_dir, nats_node, tmp_path):
-    from services.runtime.access import access_for
+    from infusion_monitor.runtime.access import access_for
 
     names = _certificate_names(in_container(SERVICES["nats1"], "/etc/nats/tls/server-cert.pem", secrets_dir, tmp_path))
     assert {"nats1", "nats2", "nats3", "localhost", "127.0.0.1"} <= names
@@ -290,8 +290,8 @@ async def test_every_container_connects_to_the_steps_nats_server_as_its_own_user
 
 
 async def test_the_listeners_serve_tls_that_the_steps_ca_verifies(secrets_dir, tmp_path):
-    from services.board.config import BoardConfig
-    from services.pager.app import PagerSettings
+    from infusion_monitor.board.config import BoardConfig
+    from infusion_monitor.pager.app import PagerSettings
 
     def local_env(name: str) -> dict[str, str]:
         spec = SERVICES[name]
@@ -315,8 +315,8 @@ async def test_the_listeners_serve_tls_that_the_steps_ca_verifies(secrets_dir, t
 
 
 def test_the_boards_first_user_signs_in_with_the_password_the_step_wrote(secrets_dir, tmp_path):
-    from services.board.auth import load_users, verify_password
-    from services.board.config import BoardConfig
+    from infusion_monitor.board.auth import load_users, verify_password
+    from infusion_monitor.board.config import BoardConfig
 
     spec = SERVICES["board"]
     path = BoardConfig.load(_environment(spec, secrets_dir)).users_path
@@ -349,7 +349,7 @@ def _contents(out: Path) -> dict[str, bytes]:
 def test_running_the_step_again_keeps_every_secret_and_remakes_only_what_is_gone(tmp_path):
     import bcrypt
 
-    from services.runtime.access import Credentials
+    from infusion_monitor.runtime.access import Credentials
 
     out = tmp_path / "secrets"
     printed = make_secrets(out)

@@ -28,7 +28,7 @@ BOARD_LINE = re.compile(r"The live board: (http://127\.0\.0\.1:\d+)")
 class Demo:
     """The demo in a child process; its standard output read line by line (bounded waits)."""
 
-    def __init__(self, tmp_path: Path, *args: str, command: tuple[str, ...] = (sys.executable, "-m", "services.cli.main")) -> None:
+    def __init__(self, tmp_path: Path, *args: str, command: tuple[str, ...] = (sys.executable, "-m", "infusion_monitor.cli.main")) -> None:
         env = {**os.environ, "TMPDIR": str(tmp_path)}
         env.pop("NATS_URL", None)
         self.proc = subprocess.Popen([*command, "demo", *args], cwd=ROOT, env=env,

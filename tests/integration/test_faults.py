@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from services.runtime.embedded import EmbeddedNats, free_port
-from services.worker.partition import Partition
+from infusion_monitor.runtime.embedded import EmbeddedNats, free_port
+from infusion_monitor.worker.partition import Partition
 from tests.integration.faults import (
     chunks, connect, drill_log, golden_ids, live_ids, publish, seeded, wait_processed,
 )

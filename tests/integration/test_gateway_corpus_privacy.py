@@ -11,7 +11,7 @@ import json
 import httpx
 import pytest
 
-from services.gateway.mllp import MllpClient
+from infusion_monitor.gateway.mllp import MllpClient
 from tests.gateway import corpus_support as C
 from tests.gateway.live import ack_code, corpus_gateway
 from tests.integration.live import MonitorProcess, connect, consumer_caught_up, stream_messages, wait_for

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from services.gateway.mllp import MllpClient
-from services.gateway.sender import send_files
+from infusion_monitor.gateway.mllp import MllpClient
+from infusion_monitor.gateway.sender import send_files
 from tests.gateway import fhirmsg as F
 from tests.gateway.corpus_support import key_of
 from tests.gateway.live import (

@@ -12,9 +12,9 @@ import ssl
 import httpx
 import pytest
 
-from services.gateway.app import run_gateway
-from services.gateway.mllp import MllpClient
-from services.runtime.settings import Settings
+from infusion_monitor.gateway.app import run_gateway
+from infusion_monitor.gateway.mllp import MllpClient
+from infusion_monitor.runtime.settings import Settings
 from tests.gateway.fhirmsg import body as fhir_body
 from tests.gateway.fhirmsg import patient as fhir_patient
 from tests.gateway.hl7msg import config as gateway_config
@@ -183,8 +183,8 @@ def test_the_shipped_gateway_settings_are_the_secure_ones():
     senders only; no insecure choice."""
     from pathlib import Path
 
-    from services.gateway.app import insecure_choices
-    from services.gateway.config import GatewayConfig
+    from infusion_monitor.gateway.app import insecure_choices
+    from infusion_monitor.gateway.config import GatewayConfig
 
     root = Path(__file__).resolve().parents[2]
     config = GatewayConfig.load({"INFUSION_MONITOR_CONFIG": str(root / "deploy" / "gateway.toml"),

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from services.board.auth import Authenticator, users_from_pairs
-from services.board.config import BoardConfig
-from services.board.service import run_board
-from services.gateway.sender import send_files
-from services.runtime.settings import Settings
-from services.worker.app import run_worker
+from infusion_monitor.board.auth import Authenticator, users_from_pairs
+from infusion_monitor.board.config import BoardConfig
+from infusion_monitor.board.service import run_board
+from infusion_monitor.gateway.sender import send_files
+from infusion_monitor.runtime.settings import Settings
+from infusion_monitor.worker.app import run_worker
 from tests.gateway.live import GatewayProcess
 from tests.integration.live import alerts, connect, wait_for
 

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from services.engine.config import MonitorConfig
-from services.replay.offline import replay_lines
-from services.replay.online import replay_online_async
-from services.runtime.settings import Settings
+from infusion_monitor.engine.config import MonitorConfig
+from infusion_monitor.replay.offline import replay_lines
+from infusion_monitor.replay.online import replay_online_async
+from infusion_monitor.runtime.settings import Settings
 from tests.integration.faults import connect, golden_ids, live_ids, publish, wait_processed
 from tests.integration.live import MonitorProcess, wait_for
 from tests.reordering import clinic_log, critical_readings, late_starts
@@ -100,8 +100,8 @@ async def _stream_ready(js) -> bool:
 
 @pytest.mark.parametrize("via", ["a later event", "the wall-clock advance"])
 async def test_R8_critical_reading_that_matched_no_session_is_dead_lettered_with_the_event(nats_server, via):
-    from services.runtime.names import Names
-    from services.worker.app import run_worker
+    from infusion_monitor.runtime.names import Names
+    from infusion_monitor.worker.app import run_worker
     from tests.integration.live import stream_messages
 
     reading = {"type": "vitals.recorded", "event_id": "mon-lost-1", "occurred_at": "2025-03-03T10:00:00Z",

@@ -90,7 +90,7 @@ class PagerProcess:
         env = {**os.environ, "INFUSION_MONITOR_LOG_FORMAT": "json", "INFUSION_MONITOR_PAGER_ACK_BIND": "off",
                "INFUSION_MONITOR_PAGER_LOOKBACK_MINUTES": "120"}
         self.log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "services.cli.main", "service", "pager", "--nats", self.url],
+        self.proc = subprocess.Popen([sys.executable, "-m", "infusion_monitor.cli.main", "service", "pager", "--nats", self.url],
                                      cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         return self
 

@@ -15,13 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nats.js.errors import BadRequestError
 
-from services.cores import all_cores
-from services.runtime.embedded import EmbeddedNats
-from services.runtime.limits import INBOUND_MAX_BYTES
-from services.runtime.names import Names
-from services.runtime.settings import Settings
-from services.worker import app as worker_app
-from services.worker.app import run_worker
+from infusion_monitor.cores import all_cores
+from infusion_monitor.runtime.embedded import EmbeddedNats
+from infusion_monitor.runtime.limits import INBOUND_MAX_BYTES
+from infusion_monitor.runtime.names import Names
+from infusion_monitor.runtime.settings import Settings
+from infusion_monitor.worker import app as worker_app
+from infusion_monitor.worker.app import run_worker
 from tests.defects import Defect
 from tests.hostile import encode, hostile_event
 from tests.integration.live import now_minus, wait_for
@@ -97,7 +97,7 @@ async def test_a_message_a_core_fails_on_is_retried_then_set_aside_and_alerting_
 
 
 async def test_a_patient_state_too_large_to_store_is_kept_in_memory_and_reported_not_a_stop(nats_server, js, monkeypatch):
-    from services.worker import runner as worker_runner
+    from infusion_monitor.worker import runner as worker_runner
 
     monkeypatch.setattr(worker_runner, "RECORD_MAX_BYTES", 600)  # (the bounds keep real records far below)
     names = Names()
@@ -154,7 +154,7 @@ async def test_a_clock_tick_on_another_types_subject_is_refused(nats_server, js)
 
 async def test_future_events_never_move_the_clock_past_the_wall_clock_and_a_future_tick_is_ignored(nats_server, js,
                                                                                                    monkeypatch):
-    from services.cli.status import collect, render
+    from infusion_monitor.cli.status import collect, render
 
     monkeypatch.setenv("INFUSION_MONITOR_HEARTBEAT_S", "0.5")
     names = Names()

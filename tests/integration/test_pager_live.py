@@ -20,13 +20,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from schemas.vocab import AlertKind, Rule, Severity
-from services.engine.alerts import make_alert
-from services.pager import load_routes
-from services.pager.app import PagerSettings, run_pager
-from services.pager.audit import recent_alerts
-from services.runtime.settings import Settings
-from services.worker.app import run_worker
+from infusion_monitor.schemas.vocab import AlertKind, Rule, Severity
+from infusion_monitor.engine.alerts import make_alert
+from infusion_monitor.pager import load_routes
+from infusion_monitor.pager.app import PagerSettings, run_pager
+from infusion_monitor.pager.audit import recent_alerts
+from infusion_monitor.runtime.settings import Settings
+from infusion_monitor.worker.app import run_worker
 from tests.integration.live import connect, now_minus, publish, stop_process, stream_messages, wait_for
 from tests.pager.receiver import Receiver
 
@@ -188,7 +188,7 @@ async def _failed_attempts(js, n: int) -> bool:
 
 
 class PagerProcess:
-    """The bridge as a real process (``python -m services.pager``), killable with SIGKILL."""
+    """The bridge as a real process (``python -m infusion_monitor.pager``), killable with SIGKILL."""
 
     def __init__(self, url: str, routes: Path, log: Path) -> None:
         self.url, self.routes, self.log_path = url, routes, log
@@ -198,7 +198,7 @@ class PagerProcess:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "INFUSION_MONITOR_LOG_FORMAT": "json",
                "INFUSION_MONITOR_PAGER_ACK_BIND": "off", "INFUSION_MONITOR_PAGER_ACK_WAIT_S": "2"}
         self.log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "services.pager", "--nats", self.url,
+        self.proc = subprocess.Popen([sys.executable, "-m", "infusion_monitor.pager", "--nats", self.url,
                                       "--routes", str(self.routes)], cwd=ROOT, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
         return self
@@ -518,9 +518,9 @@ async def test_replay_reproduces_the_live_escalations_with_acm_routes(nats_serve
     undeliverable (escalated at once) and another accepted (acknowledged): replaying the same
     inbound log plus the lifecycle the alert stream recorded gives exactly the live
     ``page.requested`` and ``alert.escalated`` events."""
-    from services.engine.config import MonitorConfig
-    from services.pager import pager_engine
-    from services.replay.offline import replay_lines
+    from infusion_monitor.engine.config import MonitorConfig
+    from infusion_monitor.pager import pager_engine
+    from infusion_monitor.replay.offline import replay_lines
     from tests.pager.acm_sim import AlarmManager
 
     sim = await AlarmManager().start()

@@ -8,7 +8,7 @@ stalls) and when a grant is used by nobody. The shipped ``deploy/nats`` configur
 the table's rendering (a drift check, like the AsyncAPI document's).
 
 To add a subject: add the grant to the role in ``permissions.py`` with the code that needs it,
-run ``python -m services.runtime.permissions --write deploy/nats/accounts.conf
+run ``python -m infusion_monitor.runtime.permissions --write deploy/nats/accounts.conf
 deploy/nats/single.conf deploy/nats/cluster-node*.conf``, and make the scenario exercise it.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime.names import Names
-from services.runtime.permissions import DEPLOY_MONITOR_INSTANCES, Role, rewrite_config, roles
+from infusion_monitor.runtime.names import Names
+from infusion_monitor.runtime.permissions import DEPLOY_MONITOR_INSTANCES, Role, rewrite_config, roles
 from tests.integration.permission_scenario import INSTANCES, Observed, observe
 
 pytestmark = pytest.mark.integration
@@ -57,7 +57,7 @@ def test_the_shipped_configs_are_the_tables_rendering():
     for name in SHIPPED:
         text = (DEPLOY / name).read_text()
         assert rewrite_config(text, table) == text, (
-            f"{name} differs from services/runtime/permissions.py: run python -m services.runtime.permissions "
+            f"{name} differs from services/runtime/permissions.py: run python -m infusion_monitor.runtime.permissions "
             "--write deploy/nats/*.conf")
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from services.pager.app import PagerSettings, run_pager
-from services.pager.routes import parse_routes
-from services.runtime.settings import Settings
+from infusion_monitor.pager.app import PagerSettings, run_pager
+from infusion_monitor.pager.routes import parse_routes
+from infusion_monitor.runtime.settings import Settings
 from tests.integration.live import MonitorProcess, connect, monitor_ready, now_minus, publish, stream_messages, wait_for
 from tests.pager.receiver import Receiver
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from services.replay.online import replay_online_async
-from services.runtime.settings import Settings
+from infusion_monitor.replay.online import replay_online_async
+from infusion_monitor.runtime.settings import Settings
 
 pytestmark = pytest.mark.integration
 GOLDENS = Path(__file__).resolve().parents[1] / "replay" / "goldens"
@@ -62,7 +62,7 @@ async def _streams(js):
 def _cli_replay(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     env.pop("NATS_URL", None)
-    return subprocess.run([sys.executable, "-m", "services.cli.main", "replay", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "infusion_monitor.cli.main", "replay", *args], cwd=ROOT, env=env,
                           capture_output=True, timeout=300, check=False)
 
 
@@ -89,7 +89,7 @@ def test_a_signal_stops_an_online_replay_at_once_and_leaves_nothing_behind(tmp_p
     log.write_text("\n".join(generate(40_000)) + "\n")  # several seconds through NATS on any machine
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     env.pop("NATS_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli.main", "replay", str(log), "--online"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "infusion_monitor.cli.main", "replay", str(log), "--online"], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60

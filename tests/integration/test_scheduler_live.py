@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from schemas.base import format_time
+from infusion_monitor.schemas.base import format_time
 
 from tests.integration.live import (
     MonitorProcess, alerts, connect, consumer_caught_up, monitor_ready, now_minus, outputs, publish, wait_for,

@@ -27,9 +27,9 @@ from typing import Any
 import nats
 import pytest
 
-from services.runtime.access import Credentials, NatsAccess
-from services.runtime.embedded import EmbeddedNats, server_binary
-from services.runtime.provision import provision
+from infusion_monitor.runtime.access import Credentials, NatsAccess
+from infusion_monitor.runtime.embedded import EmbeddedNats, server_binary
+from infusion_monitor.runtime.provision import provision
 from tests.integration.live import now_minus, stop_process, wait_for
 
 pytestmark = pytest.mark.integration
@@ -175,7 +175,7 @@ class Secure:
     async def connect(self, user: str) -> Client:
         """Connect as ``user``; a service user with its service's own reply prefix, as the
         service itself does (its permissions allow no other)."""
-        from services.runtime.shells import inbox_prefix
+        from infusion_monitor.runtime.shells import inbox_prefix
 
         client = Client()
         prefix = inbox_prefix(user) if user in ("monitor", "pager", "gateway", "board") else "_INBOX"
@@ -224,7 +224,7 @@ class Service:
 
     def start(self) -> Service:
         self.log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "services.cli.main", "service", self.name],
+        self.proc = subprocess.Popen([sys.executable, "-m", "infusion_monitor.cli.main", "service", self.name],
                                      cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         return self
 
@@ -443,8 +443,8 @@ async def test_the_pager_service_runs_under_its_own_user(secure, monitor, tmp_pa
 
 
 async def test_gateway_dead_letters_are_readable_by_the_gateway_and_operators_only(secure, monitor):
-    from services.runtime.names import Names
-    from services.runtime.streams import ensure_gateway_streams
+    from infusion_monitor.runtime.names import Names
+    from infusion_monitor.runtime.streams import ensure_gateway_streams
 
     gateway = await secure.connect("gateway")
     try:
@@ -536,7 +536,7 @@ async def test_a_service_cannot_read_another_services_replies(secure):
 async def test_a_partitioned_monitor_instance_runs_under_the_monitor_user(secure, tmp_path):
     """docker-compose.yml runs monitor instances 0/3..2/3: their durables and state buckets are
     allowed to the monitor user like the single instance's."""
-    from services.worker.partition import Partition
+    from infusion_monitor.worker.partition import Partition
 
     part = Partition(1, 3)
     patient = next(f"pk-part{i}" for i in range(1000) if part.owns(f"pk-part{i}"))
@@ -557,7 +557,7 @@ async def test_a_partitioned_monitor_instance_runs_under_the_monitor_user(secure
 
 async def test_the_gateway_opens_its_state_and_its_message_ledger_with_its_own_permissions(secure):
     """The message ledger (issue 15: identity -> content digest) is the gateway's own bucket."""
-    from services.gateway.store import GatewayStore, MessageLedger
+    from infusion_monitor.gateway.store import GatewayStore, MessageLedger
 
     gateway = await secure.connect("gateway")
     try:

@@ -21,7 +21,7 @@ from tests.processes import HAS_PROC, command_of, descendants, wait_gone
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not HAS_PROC, reason="process checks use Linux /proc")]
 ROOT = Path(__file__).resolve().parents[2]
-CLI = f"{sys.executable} -m services.cli.main"
+CLI = f"{sys.executable} -m infusion_monitor.cli.main"
 BANNER_NATS = re.compile(r"^  NATS\s+(nats://127\.0\.0\.1:(\d+))(.*)$")
 
 
@@ -34,7 +34,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _cli(cwd: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli.main", *args], cwd=cwd, env=_env(), input=stdin,
+    return subprocess.run([sys.executable, "-m", "infusion_monitor.cli.main", *args], cwd=cwd, env=_env(), input=stdin,
                           capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -120,7 +120,7 @@ def test_sigkill_of_up_takes_every_child_with_it(tmp_path):
         _banner(up)
         children = descendants(up.proc.pid)
         assert any("nats-server" in command_of(p) for p in children)
-        assert sum("services.cli.main service" in command_of(p) or "infusion-monitor service" in command_of(p)
+        assert sum("infusion_monitor.cli.main service" in command_of(p) or "infusion-monitor service" in command_of(p)
                    for p in children) >= 3, [command_of(p) for p in children]
         up.proc.kill()  # no handler runs: only the kernel's parent-death signal can stop them
         up.proc.wait(10)

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from services.pager.app import PagerSettings, run_pager
-from services.runtime.settings import Settings
+from infusion_monitor.pager.app import PagerSettings, run_pager
+from infusion_monitor.runtime.settings import Settings
 from tests.integration.live import MonitorProcess
 from tests.pager.fixtures import routes
 from tests.pager.receiver import Receiver

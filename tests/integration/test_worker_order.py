@@ -8,12 +8,12 @@ import json
 import nats
 import pytest
 
-from services.engine.config import MonitorConfig
-from services.replay.offline import replay_lines
-from services.runtime.names import Names
-from services.runtime.settings import Settings
-from services.runtime.streams import ensure_consumer, ensure_streams, worker_consumer
-from services.worker.app import BATCH, DURABLE, run_worker
+from infusion_monitor.engine.config import MonitorConfig
+from infusion_monitor.replay.offline import replay_lines
+from infusion_monitor.runtime.names import Names
+from infusion_monitor.runtime.settings import Settings
+from infusion_monitor.runtime.streams import ensure_consumer, ensure_streams, worker_consumer
+from infusion_monitor.worker.app import BATCH, DURABLE, run_worker
 from tests.builders import end, normal, start, vitals
 from tests.integration.live import wait_for
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.engine.config import MonitorConfig
+from infusion_monitor.engine.config import MonitorConfig
 from tests.builders import DAY_MIN, alerts, event, lab, replay, routine_session, start
 
 ON_TREATMENT = routine_session()  # a natalizumab infusion on day 0

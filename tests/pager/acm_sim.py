@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import hl7
 
-from services.gateway.mllp import MllpClient, frame, read_frames
+from infusion_monitor.gateway.mllp import MllpClient, frame, read_frames
 from tests.pager.receiver import free_port
 
 

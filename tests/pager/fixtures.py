@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas.outbound import AlertAcknowledged, AlertResolved, SessionClosed
-from schemas.vocab import AckVia, AlertKind, ResolveReason, Rule, Severity
-from services.engine.alerts import make_alert
-from services.engine.bus import Engine
-from services.engine.config import MonitorConfig
-from services.pager.core import PagerCore
-from services.pager.routes import PagerRoutes, parse_routes
+from infusion_monitor.schemas.outbound import AlertAcknowledged, AlertResolved, SessionClosed
+from infusion_monitor.schemas.vocab import AckVia, AlertKind, ResolveReason, Rule, Severity
+from infusion_monitor.engine.alerts import make_alert
+from infusion_monitor.engine.bus import Engine
+from infusion_monitor.engine.config import MonitorConfig
+from infusion_monitor.pager.core import PagerCore
+from infusion_monitor.pager.routes import PagerRoutes, parse_routes
 
 T0 = datetime(2025, 3, 3, 10, 0, tzinfo=UTC)
 
@@ -179,8 +179,8 @@ class Reported:
 def delivery(page: Any, state: str, m: float, reason: str | None = None, by: str | None = None,
              action: str | None = "from-page") -> Any:
     """An ``alert.delivery`` about ``page`` (a ``page.requested``) at minute ``m``."""
-    from schemas.outbound import AlertDelivery
-    from schemas.vocab import DeliveryState
+    from infusion_monitor.schemas.outbound import AlertDelivery
+    from infusion_monitor.schemas.vocab import DeliveryState
 
     return AlertDelivery(
         type="alert.delivery", event_id=f"dl-{page.event_id}-{state}-{m}", occurred_at=minutes(m),
@@ -191,9 +191,9 @@ def delivery(page: Any, state: str, m: float, reason: str | None = None, by: str
 
 
 def condition(m: float, active: bool, subject: str = "pd2") -> Any:
-    from schemas.outbound import OperatorCondition
-    from schemas.vocab import AlertKind as Kind
-    from services.pager.core import OPERATOR_KEY
+    from infusion_monitor.schemas.outbound import OperatorCondition
+    from infusion_monitor.schemas.vocab import AlertKind as Kind
+    from infusion_monitor.pager.core import OPERATOR_KEY
 
     return OperatorCondition(event_id=f"oc-{subject}-{active}-{m}", occurred_at=minutes(m), patient_id=OPERATOR_KEY,
                              kind=Kind.SYSTEM_DESTINATION_DOWN, subject=subject, active=active,

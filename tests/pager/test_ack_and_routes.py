@@ -16,10 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.pager.ack import ack_app, clamp, verify_pagerduty_signature
-from services.pager.callers import Callers
-from services.runtime.private import NotPrivate
-from services.pager.routes import load_routes, parse_routes, record_only
+from infusion_monitor.pager.ack import ack_app, clamp, verify_pagerduty_signature
+from infusion_monitor.pager.callers import Callers
+from infusion_monitor.runtime.private import NotPrivate
+from infusion_monitor.pager.routes import load_routes, parse_routes, record_only
 from tests.pager.fixtures import ROUTES_TOML
 
 ROOT = Path(__file__).resolve().parents[2]

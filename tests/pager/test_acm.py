@@ -14,15 +14,15 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.vocab import AlertKind, DeliveryState, Rule, Severity
-from services.engine.alerts import make_alert
-from services.engine.config import MonitorConfig
-from services.pager.acm import (
+from infusion_monitor.schemas.vocab import AlertKind, DeliveryState, Rule, Severity
+from infusion_monitor.engine.alerts import make_alert
+from infusion_monitor.engine.config import MonitorConfig
+from infusion_monitor.pager.acm import (
     AlertStatus, StatusRejection, alert_of_control_id, control_id, parse_ack, parse_pcd05, pcd04,
 )
-from services.pager.acm_listener import AcmStatusListener
-from services.pager.delivery import DestinationWorker, MllpTransport
-from services.pager.routes import AcmSettings, Destination
+from infusion_monitor.pager.acm_listener import AcmStatusListener
+from infusion_monitor.pager.delivery import DestinationWorker, MllpTransport
+from infusion_monitor.pager.routes import AcmSettings, Destination
 from tests.pager.acm_sim import AlarmManager, ack_code
 from tests.pager.fixtures import Driver, Reported, ack, alert, cleared, condition, minutes, routes
 

@@ -3,7 +3,7 @@ destination's delivery state (issue 16)."""
 
 from __future__ import annotations
 
-from services.pager.audit import AlertStatus, fold, render
+from infusion_monitor.pager.audit import AlertStatus, fold, render
 
 
 def _ev(type_: str, **fields) -> dict:

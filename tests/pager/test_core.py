@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.vocab import Severity
-from services.pager.core import alert_site
+from infusion_monitor.schemas.vocab import Severity
+from infusion_monitor.pager.core import alert_site
 from tests.pager.fixtures import Driver, ack, alert, cleared, closed, minutes, routes
 
 # -- routing ---------------------------------------------------------------------------------
@@ -252,7 +252,7 @@ def test_an_alert_without_a_session_is_still_forgotten_after_the_memory():
 
 
 def test_the_closed_sessions_remembered_are_bounded():
-    from services.pager.state import CLOSED_SESSIONS_KEPT
+    from infusion_monitor.pager.state import CLOSED_SESSIONS_KEPT
 
     d = Driver().send(*(closed(m, session=f"s{m}") for m in range(CLOSED_SESSIONS_KEPT + 5)))
     kept = d.engine.state_of("pager", "pk-1").closed_sessions

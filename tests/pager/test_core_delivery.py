@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.vocab import Severity
-from services.pager.core import DOWN, OPERATOR_KEY
+from infusion_monitor.schemas.vocab import Severity
+from infusion_monitor.pager.core import DOWN, OPERATOR_KEY
 from tests.pager.fixtures import Driver, ack, alert, closed, condition, delivery, minutes, routes
 
 
@@ -36,7 +36,7 @@ def test_every_request_waits_in_the_outbox_until_it_was_taken_or_refused_for_goo
 
 
 def test_the_outbox_rebuilds_the_same_requests():
-    from services.pager.core import page_from
+    from infusion_monitor.pager.core import page_from
 
     d = Driver().send(alert(0)).until(12)
     state = d.engine.state_of("pager", "pk-1")
@@ -132,7 +132,7 @@ def test_an_operator_alert_never_goes_to_the_destination_it_is_about():
 
 
 def test_operator_destinations_and_re_pages_are_configurable():
-    from services.pager.routes import OperatorRoute
+    from infusion_monitor.pager.routes import OperatorRoute
 
     r = routes(operator=OperatorRoute(destinations=["nurse", "fs"], repage_after="10m", repeats=2))
     d = Driver(r).send(condition(0, True)).until(60)
@@ -148,7 +148,7 @@ def test_an_operator_alert_is_acknowledged_like_any_other():
 
 
 def test_the_operator_route_name_is_reserved():
-    from services.pager.routes import parse_routes
+    from infusion_monitor.pager.routes import parse_routes
     from tests.pager.fixtures import ROUTES_TOML
 
     with pytest.raises(ValueError, match="reserved"):
@@ -158,7 +158,7 @@ def test_the_operator_route_name_is_reserved():
 # -- a route's FHIR copy and superseding ---------------------------------------------------------
 
 def _with_fhir():
-    from services.pager.routes import Destination
+    from infusion_monitor.pager.routes import Destination
 
     r = routes()
     dests = {**r.destinations, "ehr": Destination(adapter="fhir", url="http://127.0.0.1:9/fhir")}

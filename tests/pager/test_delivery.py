@@ -18,13 +18,13 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.vocab import AlertKind, DeliveryState, Rule, Severity
-from services.engine.alerts import make_alert
-from services.engine.config import MonitorConfig
-from services.pager.adapters import build_request, pagerduty_body, webhook_body
-from services.pager.core import DOWN
-from services.pager.delivery import Dispatcher, HttpTransport, backoff, make_dispatcher
-from services.pager.routes import PAGERDUTY_SEVERITY, Destination
+from infusion_monitor.schemas.vocab import AlertKind, DeliveryState, Rule, Severity
+from infusion_monitor.engine.alerts import make_alert
+from infusion_monitor.engine.config import MonitorConfig
+from infusion_monitor.pager.adapters import build_request, pagerduty_body, webhook_body
+from infusion_monitor.pager.core import DOWN
+from infusion_monitor.pager.delivery import Dispatcher, HttpTransport, backoff, make_dispatcher
+from infusion_monitor.pager.routes import PAGERDUTY_SEVERITY, Destination
 from tests.pager.fixtures import T0, Driver, Reported, ack, alert, closed, routes
 from tests.pager.receiver import Receiver
 

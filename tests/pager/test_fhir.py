@@ -8,10 +8,10 @@ import httpx
 import pytest
 from fhir.resources.R4B.communicationrequest import CommunicationRequest
 
-from schemas.vocab import Severity
-from services.pager.delivery import HttpTransport
-from services.pager.fhir import ALERT_SYSTEM, communication_request, request_path
-from services.pager.routes import Destination
+from infusion_monitor.schemas.vocab import Severity
+from infusion_monitor.pager.delivery import HttpTransport
+from infusion_monitor.pager.fhir import ALERT_SYSTEM, communication_request, request_path
+from infusion_monitor.pager.routes import Destination
 from tests.pager.fixtures import Driver, ack, alert, closed, routes
 from tests.pager.receiver import Receiver
 
@@ -97,7 +97,7 @@ async def test_a_real_receiver_gets_a_conditional_update():
 
 
 def test_a_fhir_destination_is_never_a_pager():
-    from services.pager.routes import parse_routes
+    from infusion_monitor.pager.routes import parse_routes
     from tests.pager.fixtures import ROUTES_TOML
 
     text = ROUTES_TOML.replace("{base}", "http://x") + '\n[destinations.ehr]\nadapter = "fhir"\nurl = "http://x/fhir"\n'

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from schemas import parse_inbound
-from schemas.parse import Rejection
-from services.engine.config import MonitorConfig
-from services.pager import load_routes, pager_engine
-from services.replay.offline import replay_lines
+from infusion_monitor.schemas import parse_inbound
+from infusion_monitor.schemas.parse import Rejection
+from infusion_monitor.engine.config import MonitorConfig
+from infusion_monitor.pager import load_routes, pager_engine
+from infusion_monitor.replay.offline import replay_lines
 from tests.builders import at, event, normal, start, vitals
 from tests.pager.fixtures import routes
 
@@ -103,9 +103,9 @@ def test_session_alerts_carry_their_site_and_route_by_it():
     the shipped routes send medium alerts at site-north to that site's nurse station."""
     from pathlib import Path
 
-    from services.engine.config import MonitorConfig
-    from services.pager import load_routes, pager_engine
-    from services.replay.offline import replay_lines
+    from infusion_monitor.engine.config import MonitorConfig
+    from infusion_monitor.pager import load_routes, pager_engine
+    from infusion_monitor.replay.offline import replay_lines
 
     root = Path(__file__).resolve().parents[2]
     lines = (root / "examples" / "clinic-day.jsonl").read_bytes().splitlines()

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas.outbound import ServiceHeartbeat
-from schemas.vocab import AlertKind
-from services.pager.watchdog import Watchdog, WatchdogSettings, direct_pages
+from infusion_monitor.schemas.outbound import ServiceHeartbeat
+from infusion_monitor.schemas.vocab import AlertKind
+from infusion_monitor.pager.watchdog import Watchdog, WatchdogSettings, direct_pages
 from tests.pager.fixtures import routes
 
 T = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from services.engine.config import MonitorConfig
-from services.replay.offline import replay_lines
+from infusion_monitor.engine.config import MonitorConfig
+from infusion_monitor.replay.offline import replay_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDENS = Path(__file__).parent / "goldens"
@@ -87,7 +87,7 @@ def test_months_golden_eu_profile_contraindicates_persistent_antibodies():
 def test_cli_replay_writes_golden_and_reports_on_stderr(tmp_path):
     out = tmp_path / "out.jsonl"
     proc = subprocess.run(
-        [sys.executable, "-m", "services.cli.main", "replay", str(LOGS["bad-input"]), "--out", str(out)],
+        [sys.executable, "-m", "infusion_monitor.cli.main", "replay", str(LOGS["bad-input"]), "--out", str(out)],
         capture_output=True, text=True, cwd=ROOT, check=False,
     )
     assert proc.returncode == 0
@@ -96,7 +96,7 @@ def test_cli_replay_writes_golden_and_reports_on_stderr(tmp_path):
 
 
 def test_cli_replay_unreadable_log_exits_nonzero(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "services.cli.main", "replay", str(tmp_path / "missing.jsonl")],
+    proc = subprocess.run([sys.executable, "-m", "infusion_monitor.cli.main", "replay", str(tmp_path / "missing.jsonl")],
                           capture_output=True, text=True, cwd=ROOT, check=False)
     assert proc.returncode == 1 and "cannot read" in proc.stderr
 

@@ -12,10 +12,10 @@ import sys
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.engine.bus import Engine
-from services.engine.config import MonitorConfig
-from services.cores import all_cores
-from services.replay.offline import replay_lines
+from infusion_monitor.engine.bus import Engine
+from infusion_monitor.engine.config import MonitorConfig
+from infusion_monitor.cores import all_cores
+from infusion_monitor.replay.offline import replay_lines
 from tests.builders import alerts, normal, replay, start, vitals
 from tests.defects import Defect
 from tests.hostile import encode, hostile_event
@@ -84,7 +84,7 @@ def test_the_replay_command_exits_0_and_reports_every_bad_line(tmp_path):
     ]
     log = tmp_path / "hostile.jsonl"
     log.write_bytes(b"\n".join(_lines([SESSION[0], *hostile, SESSION[1], SESSION[2]])) + b"\n")
-    done = subprocess.run([sys.executable, "-m", "services.cli.main", "replay", str(log)], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "infusion_monitor.cli.main", "replay", str(log)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0
     assert done.stderr.splitlines() == [

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.replay.pacing import SKIP_QUIET_OVER, PaceSchedule, expected_seconds, pacer
+from infusion_monitor.replay.pacing import SKIP_QUIET_OVER, PaceSchedule, expected_seconds, pacer
 
 T0 = datetime(2025, 3, 3, 7, 0, tzinfo=UTC)
 CLINIC_DAY = Path(__file__).resolve().parents[2] / "examples" / "clinic-day.jsonl"

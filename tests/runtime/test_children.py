@@ -20,8 +20,8 @@ pytestmark = pytest.mark.skipif(not HAS_PROC, reason="PR_SET_PDEATHSIG and /proc
 PARENT = textwrap.dedent("""
     import subprocess, sys, time
     from pathlib import Path
-    from services.runtime.children import die_with_parent
-    from services.runtime.embedded import EmbeddedNats
+    from infusion_monitor.runtime.children import die_with_parent
+    from infusion_monitor.runtime.embedded import EmbeddedNats
     kind, where = sys.argv[1], Path(sys.argv[2])
     if kind == "nats":
         child = EmbeddedNats(where / "nats").start().process

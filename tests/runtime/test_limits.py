@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import hashlib
 
-from services.runtime.limits import (
+from infusion_monitor.runtime.limits import (
     DEAD_LETTER_BODY_MAX, DEAD_LETTER_MAX_BYTES, GATEWAY_DEAD_LETTER_MAX_BYTES, INBOUND_MAX_BYTES,
     SERVER_MAX_PAYLOAD, DeadLetter, bounded_body,
 )
-from services.runtime.names import Names
-from services.runtime.streams import gateway_stream_configs, stream_configs
+from infusion_monitor.runtime.names import Names
+from infusion_monitor.runtime.streams import gateway_stream_configs, stream_configs
 
 
 def test_every_stream_has_a_limit_below_the_servers_with_room_for_headers():

@@ -9,7 +9,7 @@ import sys
 
 import structlog
 
-from services.runtime.logs import configure, get_logger
+from infusion_monitor.runtime.logs import configure, get_logger
 
 
 def test_a_log_line_goes_to_the_current_stderr_and_never_raises(monkeypatch):

@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from services.runtime.stopping import StopSignals, cancel_until_done, until_stopped
+from infusion_monitor.runtime.stopping import StopSignals, cancel_until_done, until_stopped
 
 
 async def test_a_task_that_swallows_a_cancellation_is_cancelled_again_until_done():

@@ -1,13 +1,13 @@
 """The committed AsyncAPI document is what the code generates (regenerate with
-``python -m services.contract_doc``)."""
+``python -m infusion_monitor.contract_doc``)."""
 
 import json
 
-from services.contract_doc import PATH, asyncapi_document, render
+from infusion_monitor.contract_doc import PATH, asyncapi_document, render
 
 
 def test_committed_asyncapi_matches_the_code():
-    assert PATH.read_text() == render(), "schemas/asyncapi.json drifted: run python -m services.contract_doc"
+    assert PATH.read_text() == render(), "schemas/asyncapi.json drifted: run python -m infusion_monitor.contract_doc"
 
 
 def test_asyncapi_lists_the_subjects():

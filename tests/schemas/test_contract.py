@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from schemas import Rejection, parse_inbound
-from schemas.export import export_json_schemas, json_schemas
-from schemas.vocab import AlertKind, Symptom
+from infusion_monitor.schemas import Rejection, parse_inbound
+from infusion_monitor.schemas.export import export_json_schemas, json_schemas
+from infusion_monitor.schemas.vocab import AlertKind, Symptom
 
 BASE = {"event_id": "e1", "occurred_at": "2025-03-03T10:00:00+01:00", "patient_id": "pk-1"}
 

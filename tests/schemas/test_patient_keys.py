@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas import Rejection, parse_inbound
-from schemas.base import DEFAULT_PATIENT_KEY_PATTERN, set_patient_key_pattern
-from services.gateway.identity import patient_key
-from services.runtime.settings import Settings, checked_key_pattern
+from infusion_monitor.schemas import Rejection, parse_inbound
+from infusion_monitor.schemas.base import DEFAULT_PATIENT_KEY_PATTERN, set_patient_key_pattern
+from infusion_monitor.gateway.identity import patient_key
+from infusion_monitor.runtime.settings import Settings, checked_key_pattern
 
 
 def _start(patient: str) -> bytes:

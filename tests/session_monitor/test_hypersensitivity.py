@@ -2,9 +2,9 @@
 
 import pytest
 
-from services.engine.config import MonitorConfig
-from services.session_monitor.hypersensitivity import RULES, grade, strongest, systolic_fall_exceeds
-from schemas.vocab import Rule
+from infusion_monitor.engine.config import MonitorConfig
+from infusion_monitor.session_monitor.hypersensitivity import RULES, grade, strongest, systolic_fall_exceeds
+from infusion_monitor.schemas.vocab import Rule
 
 CFG = MonitorConfig()
 

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from services.engine.config import MonitorConfig
+from infusion_monitor.engine.config import MonitorConfig
 from tests.builders import (
     DAY_MIN, alerts, end, lab, normal, of_type, profile, replay, rules, start, tick, vitals,
 )
@@ -144,9 +144,9 @@ def test_R8_critical_pending_reading_matching_no_session_is_reported_at_expiry_w
 
 
 def test_R8_the_report_carries_the_event_for_the_dead_letters():
-    from services.engine.bus import Engine
-    from services.cores import all_cores
-    from schemas import parse_inbound
+    from infusion_monitor.engine.bus import Engine
+    from infusion_monitor.cores import all_cores
+    from infusion_monitor.schemas import parse_inbound
 
     engine = Engine(MonitorConfig(), all_cores())
     reading = vitals(0, patient="pk-9", session_id="s-typo", spo2_pct=85, symptoms=["Cyanosis"])
@@ -249,9 +249,9 @@ def test_S1_anchor_became_known_on_its_events_date(case, events, first_due):
 def test_pending_readings_survive_a_restart_of_the_engine_state():
     """What the live worker checkpoints: a reading pending in one engine is judged when its late
     start reaches an engine loaded from the stored record."""
-    from schemas import parse_inbound
-    from services.engine.bus import Engine, PatientRecord
-    from services.cores import all_cores
+    from infusion_monitor.schemas import parse_inbound
+    from infusion_monitor.engine.bus import Engine, PatientRecord
+    from infusion_monitor.cores import all_cores
 
     cfg = MonitorConfig()
     before = Engine(cfg, all_cores())
@@ -274,9 +274,9 @@ def test_a_pending_reading_is_kept_24_h_of_stream_time_then_no_late_start_claims
 
 
 def test_R8_a_flood_of_readings_bounds_the_log_and_a_pending_critical_one_pushed_out_is_reported():
-    from schemas import parse_inbound
-    from services.engine.bus import Engine
-    from services.cores import all_cores
+    from infusion_monitor.schemas import parse_inbound
+    from infusion_monitor.engine.bus import Engine
+    from infusion_monitor.cores import all_cores
 
     cfg = MonitorConfig(reading_log_limit=20)
     engine = Engine(cfg, all_cores())
@@ -293,9 +293,9 @@ def test_R8_a_flood_of_readings_bounds_the_log_and_a_pending_critical_one_pushed
 
 
 def test_R9_pending_text_beyond_its_budget_pushes_out_the_oldest_and_a_critical_one_is_reported():
-    from schemas import parse_inbound
-    from services.engine.bus import Engine
-    from services.cores import all_cores
+    from infusion_monitor.schemas import parse_inbound
+    from infusion_monitor.engine.bus import Engine
+    from infusion_monitor.cores import all_cores
 
     engine = Engine(MonitorConfig(pending_bytes_limit=2_000), all_cores())
     critical = vitals(0, symptoms=["syncope"])
@@ -315,9 +315,9 @@ def test_no_producer_grows_a_patient_without_bound_open_sessions_sessions_starts
     assert [(r.level, r.field) for r in opened.reports] == [("rejected", "session_id")] * 2
     assert [c["session_id"] for c in of_type(opened, "session.closed")] == ["s0", "s1", "s2"]
 
-    from schemas import parse_inbound
-    from services.engine.bus import Engine
-    from services.cores import all_cores
+    from infusion_monitor.schemas import parse_inbound
+    from infusion_monitor.engine.bus import Engine
+    from infusion_monitor.cores import all_cores
 
     engine = Engine(cfg, all_cores())
     for k in range(12):  # each closed before the next starts: kept up to the limit, oldest forgotten

@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.engine.config import MonitorConfig
+from infusion_monitor.engine.config import MonitorConfig
 from tests.builders import end, event, normal, profile, replay, routine_session, rules, start, alerts
 
 # (case, profile fields or None, expected pre-infusion rules). Infusion day is 2025-03-03.
@@ -126,9 +126,9 @@ def test_R17_no_infusion_on_record_no_alert():
 
 def test_P5_persistent_antibodies_reminder_and_enhanced_monitoring():
 
-    from services.engine.bus import Engine
-    from services.cores import all_cores
-    from services.replay.offline import replay_lines
+    from infusion_monitor.engine.bus import Engine
+    from infusion_monitor.cores import all_cores
+    from infusion_monitor.replay.offline import replay_lines
     import json
 
     engine = Engine(MonitorConfig(), all_cores())

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.vocab import Symptom
+from infusion_monitor.schemas.vocab import Symptom
 from tests.builders import alerts, replay, start, vitals
 
 reading = st.fixed_dictionaries(

@@ -17,9 +17,9 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.engine.config import MonitorConfig
-from services.replay.offline import replay_lines
-from schemas.vocab import PolicyProfile
+from infusion_monitor.engine.config import MonitorConfig
+from infusion_monitor.replay.offline import replay_lines
+from infusion_monitor.schemas.vocab import PolicyProfile
 from tests.reordering import clinic_log, critical_readings, late_starts, neighbour_swaps
 
 PROFILES = st.sampled_from([MonitorConfig(), MonitorConfig(profile=PolicyProfile.EU)])

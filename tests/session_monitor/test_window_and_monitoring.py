@@ -2,8 +2,8 @@
 
 import pytest
 
-from services.engine.config import MonitorConfig
-from schemas.vocab import PolicyProfile
+from infusion_monitor.engine.config import MonitorConfig
+from infusion_monitor.schemas.vocab import PolicyProfile
 from tests.builders import (
     alerts, end, reactions, normal, of_type, profile, replay, routine_session, rules, start, tick, vitals,
 )

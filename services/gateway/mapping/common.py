@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import hl7
 
-from schemas.base import format_time
+from infusion_monitor.schemas.base import format_time
 
 from ...engine.ids import stable_id
 from ..config import GatewayConfig, SenderProfile

@@ -28,8 +28,8 @@ from typing import Any
 import pydantic
 from fhir.resources.R4B import get_fhir_model_class
 
-from schemas import Rejection as ContractRejection
-from schemas import parse_inbound
+from infusion_monitor.schemas import Rejection as ContractRejection
+from infusion_monitor.schemas import parse_inbound
 
 from ...engine.ids import stable_id
 from ...lab_monitor import codes as lab_codes

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from schemas import Rejection as ContractRejection
-from schemas import parse_inbound
+from infusion_monitor.schemas import Rejection as ContractRejection
+from infusion_monitor.schemas import parse_inbound
 
 from ..config import GatewayConfig
 from ..transport import Peer, refusal
