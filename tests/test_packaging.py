@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -78,9 +79,16 @@ def test_outside_the_repository_only_infusion_monitor_is_importable():
 
 @pytest.mark.integration
 def test_the_wheel_holds_infusion_monitor_only(tmp_path):
-    """Built as pip builds it for an install (isolated, from pyproject.toml)."""
+    """Built as pip builds it for an install (isolated, from pyproject.toml), from a copy of the
+    sources: an earlier build's leftovers in the repository's build/ would be packed too."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for folder in FOLDERS:
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
-                    "-w", str(tmp_path), str(ROOT)], check=True, timeout=600, capture_output=True)
+                    "-w", str(tmp_path), str(source)], check=True, timeout=600, capture_output=True)
     [wheel] = tmp_path.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from faststream.nats import NatsBroker
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -43,7 +42,7 @@ from infusion_monitor.schemas.outbound import AlertAcknowledged
 from ..engine.bus import Engine
 from ..runtime.access import NatsAccess, access_for
 from ..runtime.health import Heartbeats, instance_name
-from ..runtime.shells import deliver_prefix, pull_batches, stop_consuming
+from ..runtime.shells import deliver_prefix, fail, pull_batches, start_wall_clock, stop_consuming
 from ..runtime.tls import ServerTls
 from ..runtime.tokens import TokenFile
 from ..runtime.logs import get_logger
@@ -118,12 +117,6 @@ class RunningPager:
     endpoint: AckEndpoint | None = None
 
 
-def _fail(failed: asyncio.Future[BaseException], exc: BaseException, log: Any, what: str) -> None:
-    log.critical(f"{what} failed; stopping for a clean restart", error=repr(exc))
-    if not failed.done():
-        failed.set_result(exc)
-
-
 def pager_consumer(durable: str, filter_subject: str, start: datetime, ack_wait: float = ACK_WAIT_S) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=durable,
@@ -175,7 +168,7 @@ async def _consume(sub: Any, stream: str, runner: PagerRunner, failed: asyncio.F
                                        connection=connection):
             await runner.process(stream, msgs)
     except Exception as exc:  # crash-only: memory may be ahead of storage
-        _fail(failed, exc, log, "consumer")
+        fail(failed, exc, log, "consumer")
 
 
 def _restored_engine(settings: Settings, routes: PagerRoutes, stored: Any) -> Engine:
@@ -218,22 +211,6 @@ async def _start_ack_endpoint(stack: contextlib.AsyncExitStack, pager: PagerSett
     await endpoint.start()
     stack.push_async_callback(endpoint.stop)
     return endpoint
-
-
-def _wall_clock(runner: PagerRunner, every_s: float, failed: asyncio.Future[BaseException], log: Any) -> AsyncIOScheduler:
-    """The live clock: escalations and re-pages advance on the wall clock every ``every_s``."""
-    scheduler = AsyncIOScheduler(timezone=UTC)
-
-    async def wall_tick() -> None:
-        try:
-            await runner.advance(datetime.now(UTC))
-        except Exception as exc:
-            _fail(failed, exc, log, "timer advance")
-
-    scheduler.add_job(wall_tick, "interval", seconds=every_s, max_instances=1, coalesce=True,
-                      next_run_time=datetime.now(UTC))
-    scheduler.start()
-    return scheduler
 
 
 @asynccontextmanager
@@ -305,7 +282,7 @@ async def run_pager(settings: Settings, nats_url: str | NatsAccess, routes: Page
         ack_url = endpoint.url if endpoint is not None else None
         scheduler = None
         if clock == "wall":
-            scheduler = _wall_clock(runner, tick_seconds or settings.tick_seconds, failed, log)
+            scheduler = start_wall_clock(runner.advance, tick_seconds or settings.tick_seconds, failed, log)
         subs = []
         tasks = []
         for stream, (durable, _) in subjects.items():

@@ -1,5 +1,6 @@
 """Pieces every service shell repeats: serving its HTTP app inside its own loop, pulling batches,
-and an orderly stop of its consuming tasks, subscriptions and HTTP server."""
+failing for a clean restart, the wall clock that drives its timers, and an orderly stop of its
+consuming tasks, subscriptions and HTTP server."""
 
 from __future__ import annotations
 
@@ -8,12 +9,40 @@ import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from .access import inbox_prefix
 from .tls import ServerTls
+
+
+def fail(failed: asyncio.Future[BaseException], exc: BaseException, log: Any, what: str) -> None:
+    """Stop the shell for a clean restart: logged (the exception's repr, never a payload), and
+    ``failed`` resolved with the first failure."""
+    log.critical(f"{what} failed; stopping for a clean restart", error=repr(exc))
+    if not failed.done():
+        failed.set_result(exc)
+
+
+def start_wall_clock(advance: Callable[[datetime], Awaitable[Any]], every_s: float,
+                     failed: asyncio.Future[BaseException], log: Any) -> AsyncIOScheduler:
+    """The live clock: ``advance(now)`` every ``every_s`` (the first at once; a late run is merged
+    with the next, never two at a time); a failure stops the shell through ``failed``."""
+    scheduler = AsyncIOScheduler(timezone=UTC)
+
+    async def wall_tick() -> None:
+        try:
+            await advance(datetime.now(UTC))
+        except Exception as exc:
+            fail(failed, exc, log, "timer advance")
+
+    scheduler.add_job(wall_tick, "interval", seconds=every_s, max_instances=1, coalesce=True,
+                      next_run_time=datetime.now(UTC))
+    scheduler.start()
+    return scheduler
 
 
 async def stop_consuming(tasks: Iterable[asyncio.Task[Any]], subs: Iterable[Any]) -> None:

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from faststream.nats import NatsBroker
 
 from ..engine.bus import Engine
@@ -34,7 +33,7 @@ from ..runtime.health import Heartbeats, instance_name
 from ..runtime.logs import get_logger
 from ..runtime.names import Names
 from ..runtime.settings import Settings
-from ..runtime.shells import deliver_prefix, pull_batches
+from ..runtime.shells import deliver_prefix, fail, pull_batches, start_wall_clock
 from ..runtime.streams import ensure_consumer, ensure_streams, policy_from_env, worker_consumer
 from .partition import Partition
 from .runner import CHECKPOINT_MESSAGES, SERVICE, MonitorRunner
@@ -54,12 +53,6 @@ class RunningWorker:
     failed: asyncio.Future[BaseException]
 
 
-def _fail(failed: asyncio.Future[BaseException], exc: BaseException, log: Any, what: str) -> None:
-    log.critical(f"{what} failed; stopping for a clean restart", error=repr(exc))
-    if not failed.done():
-        failed.set_result(exc)
-
-
 async def _consume(sub: Any, runner: MonitorRunner, failed: asyncio.Future[BaseException], log: Any,
                    connection: Any = None) -> None:
     try:
@@ -67,7 +60,7 @@ async def _consume(sub: Any, runner: MonitorRunner, failed: asyncio.Future[BaseE
                                        top_up_wait=TOP_UP_WAIT_S, connection=connection):
             await runner.process(msgs)
     except Exception as exc:  # crash-only: memory may be ahead of storage
-        _fail(failed, exc, log, "consumer")
+        fail(failed, exc, log, "consumer")
 
 
 def runner_status(runner: MonitorRunner, js: Any, names: Names) -> Any:
@@ -114,23 +107,11 @@ async def run_worker(settings: Settings, nats_url: str | NatsAccess, names: Name
                                owns=None if partition.single else partition.owns, reload=engine_from,
                                retries=settings.message_retries,
                                ceiling=(lambda: datetime.now(UTC) + tolerance) if clock == "wall" else None)
-        runner.on_failure = lambda exc: _fail(failed, exc, log, "checkpoint")
+        runner.on_failure = lambda exc: fail(failed, exc, log, "checkpoint")
         caught_up = await runner.catch_up()
         log.info("monitor starting", patients=len(stored.records), clock=clock_at, clock_mode=clock,
                  stream_seq=runner.stream_seq, caught_up=caught_up)
-        scheduler = None
-        if clock == "wall":
-            scheduler = AsyncIOScheduler(timezone=UTC)
-
-            async def wall_tick() -> None:
-                try:
-                    await runner.advance(datetime.now(UTC))
-                except Exception as exc:
-                    _fail(failed, exc, log, "timer advance")
-
-            scheduler.add_job(wall_tick, "interval", seconds=tick_seconds, max_instances=1,
-                              coalesce=True, next_run_time=datetime.now(UTC))
-            scheduler.start()
+        scheduler = start_wall_clock(runner.advance, tick_seconds, failed, log) if clock == "wall" else None
         sub = await js.pull_subscribe_bind(durable, names.stream_in, inbox_prefix=deliver_prefix("monitor"))
         consuming = asyncio.create_task(_consume(sub, runner, failed, log, broker.connection))
         instance = str(partition.index) if not partition.single else instance_name()

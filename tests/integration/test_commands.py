@@ -27,6 +27,18 @@ def _cli(*args: str, env: dict | None = None, timeout: float = 120) -> subproces
                           text=True, timeout=timeout, env={**os.environ, **(env or {})}, check=False)
 
 
+def _start_up(tmp_path: Path) -> tuple[subprocess.Popen, object]:
+    """``up`` with its embedded server in ``tmp_path/var``, JSON logs in ``tmp_path/up.log``, the
+    board and the ack endpoint on free ports."""
+    env = {**os.environ, "INFUSION_MONITOR_DATA_DIR": str(tmp_path / "var"), "INFUSION_MONITOR_LOG_FORMAT": "json",
+           "INFUSION_MONITOR_BOARD_BIND": "127.0.0.1:0", "INFUSION_MONITOR_PAGER_ACK_BIND": "127.0.0.1:0"}
+    env.pop("NATS_URL", None)
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen([sys.executable, "-m", "infusion_monitor.cli.main", "up"], cwd=ROOT, env=env,
+                          stdout=log, stderr=subprocess.STDOUT)
+    return up, log
+
+
 def test_demo_prints_alerts_and_summary():
     proc = _cli("demo", "--speedup", "0", "--no-board")
     assert proc.returncode == 0, proc.stderr
@@ -37,12 +49,7 @@ def test_demo_prints_alerts_and_summary():
 
 
 async def test_up_runs_embedded_server_and_services_and_stops_cleanly(tmp_path):
-    env = {**os.environ, "INFUSION_MONITOR_DATA_DIR": str(tmp_path / "var"), "INFUSION_MONITOR_LOG_FORMAT": "json",
-           "INFUSION_MONITOR_BOARD_BIND": "127.0.0.1:0", "INFUSION_MONITOR_PAGER_ACK_BIND": "127.0.0.1:0"}
-    env.pop("NATS_URL", None)
-    log = (tmp_path / "up.log").open("wb")
-    up = subprocess.Popen([sys.executable, "-m", "infusion_monitor.cli.main", "up"], cwd=ROOT, env=env,
-                          stdout=log, stderr=subprocess.STDOUT)
+    up, log = _start_up(tmp_path)
     url_file = tmp_path / "var" / "nats.url"
     try:
         deadline = time.monotonic() + 30
@@ -158,12 +165,7 @@ async def test_deadletter_lists_and_shows_the_gateways_raw_messages(nats_server)
 
 
 async def test_up_restarts_a_killed_embedded_server_and_alerts_flow_again(tmp_path):
-    env = {**os.environ, "INFUSION_MONITOR_DATA_DIR": str(tmp_path / "var"), "INFUSION_MONITOR_LOG_FORMAT": "json",
-           "INFUSION_MONITOR_BOARD_BIND": "127.0.0.1:0", "INFUSION_MONITOR_PAGER_ACK_BIND": "127.0.0.1:0"}
-    env.pop("NATS_URL", None)
-    log = (tmp_path / "up.log").open("wb")
-    up = subprocess.Popen([sys.executable, "-m", "infusion_monitor.cli.main", "up"], cwd=ROOT, env=env,
-                          stdout=log, stderr=subprocess.STDOUT)
+    up, log = _start_up(tmp_path)
     pid_file, credentials = tmp_path / "var" / "nats.pid", tmp_path / "var" / "credentials"
 
     async def as_user(user: str):
