@@ -38,7 +38,6 @@ from pathlib import Path
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def rfc3339(moment: datetime) -> str:
@@ -124,9 +123,9 @@ async def main(data_dir: Path, timeout: float) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="publish one infusion session to a running up and print its alert")
     parser.add_argument("--data-dir", type=Path,
-                        default=Path(os.environ.get("INFUSION_MONITOR_DATA_DIR") or REPOSITORY / "var"),
+                        default=Path(os.environ.get("INFUSION_MONITOR_DATA_DIR") or "var"),
                         help="the data directory of the running up (default: $INFUSION_MONITOR_DATA_DIR, else "
-                             "var/ in the repository)")
+                             "./var, as for up and the command-line verbs)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the alert (default: 60)")
     options = parser.parse_args()
     sys.exit(asyncio.run(main(options.data_dir, options.timeout)))

@@ -44,7 +44,7 @@ from ..runtime.access import NatsAccess, access_for
 from ..runtime import listening
 from ..runtime.health import Heartbeats, instance_name
 from ..runtime.listening import announce
-from ..runtime.shells import deliver_prefix, pull_batches, start_http, stop_consuming, stop_http
+from ..runtime.shells import deliver_prefix, fail, pull_batches, start_http, stop_consuming, stop_http
 from ..runtime.logs import get_logger
 from ..runtime.names import Names
 from ..runtime.settings import Settings
@@ -166,9 +166,7 @@ async def _follow(sub: Any, feeder: BoardFeeder, failed: asyncio.Future[BaseExce
                                        connection=connection):
             feeder.apply_batch(msgs)
     except Exception as exc:
-        log.critical("consumer failed; stopping for a clean restart", error=repr(exc))
-        if not failed.done():
-            failed.set_result(exc)
+        fail(failed, exc, log, "consumer")
 
 
 def make_auditor(js: Any, names: Names, log: Any, hub: BoardHub) -> Any:

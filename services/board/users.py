@@ -9,7 +9,6 @@ once per change, naming the file, never a hash); a file that is gone means no us
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +63,7 @@ class UsersFile:
     """The users of ``path`` as they are now: re-read when the file's identity, size or time
     changes. ``current()`` is what ``Authenticator.reload`` calls on every sign-in and request."""
 
-    def __init__(self, path: str | Path, log: Any = None, on_error: Callable[[str], None] | None = None) -> None:
+    def __init__(self, path: str | Path, log: Any = None) -> None:
         self.path = Path(path)
         self.log = log
         self._seen: tuple[int, int, int] | None = None

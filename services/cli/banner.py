@@ -31,6 +31,7 @@ class UpBanner:
     secrets: tuple[tuple[str, Path], ...] = ()  # (what, path) of other secret files
     gateway_off: bool = False
     producer_example: str | None = None  # the command that runs examples/producer.py
+    users_option: str = ""  # " --users FILE" when $INFUSION_MONITOR_BOARD_USERS names the board's file
 
 
 def render(b: UpBanner) -> str:
@@ -48,7 +49,7 @@ def render(b: UpBanner) -> str:
         lines.append(f"  {'gateway':<14} not running: set INFUSION_MONITOR_PATIENT_KEY_SECRET to run it")
     lines.append("")
     if listening.BOARD in b.expected and b.board_users is not None:
-        add = f"{b.command} board add-user NAME{b.data_dir_option}"
+        add = f"{b.command} board add-user NAME{b.users_option or b.data_dir_option}"
         if b.board_user_count:
             lines.append(f"Board sign-in: a user of {b.board_users} ({b.board_user_count}); add one with: {add}")
         else:

@@ -18,6 +18,7 @@ from typing import TextIO
 from ..board.auth import NURSE, USERNAME, User, hash_password, load_users
 from ..board.config import users_path
 from ..board.users import with_user, write_users
+from ..runtime.private import locked
 from ..runtime.settings import Settings
 
 MIN_PASSWORD = 8
@@ -56,12 +57,7 @@ def run_add_user(args: Namespace, settings: Settings, stdin: TextIO = sys.stdin,
         print("infusion-monitor board add-user: user names use A-Z a-z 0-9 _ . @ - (64 at most)", file=sys.stderr)
         return 2
     path = users_file(args, settings)
-    try:
-        users = load_users(path) if path.exists() else {}
-    except (OSError, ValueError) as exc:
-        print(f"infusion-monitor board add-user: {path} cannot be read: {exc}", file=sys.stderr)
-        return 1
-    try:
+    try:  # the password first: nothing is read or locked while a person types
         password = read_new_password(stdin, ask)
     except ValueError as exc:
         print(f"infusion-monitor board add-user: {exc}; nothing changed", file=sys.stderr)
@@ -69,10 +65,17 @@ def run_add_user(args: Namespace, settings: Settings, stdin: TextIO = sys.stdin,
     except (EOFError, KeyboardInterrupt):
         print("\ninfusion-monitor board add-user: no password given; nothing changed", file=sys.stderr)
         return 2
-    before = users.get(args.username)
-    user = User(args.username, args.display_name or (before.name if before else args.username), hash_password(password),
-                args.role or (before.role if before else NURSE))
-    write_users(path, with_user(users, user))
+    hashed = hash_password(password)
+    with locked(path):  # read, change and write under one lock: a concurrent add-user is never lost
+        try:
+            users = load_users(path) if path.exists() else {}
+        except (OSError, ValueError) as exc:
+            print(f"infusion-monitor board add-user: {path} cannot be read: {exc}; nothing changed", file=sys.stderr)
+            return 1
+        before = users.get(args.username)
+        user = User(args.username, args.display_name or (before.name if before else args.username), hashed,
+                    args.role or (before.role if before else NURSE))
+        write_users(path, with_user(users, user))
     what = "new password for" if before else "added"
     print(f"{what} board user {user.username} ({user.name}, role {user.role}) in {path} (mode 0600); "
           "a running board reads it at the next sign-in")

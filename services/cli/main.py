@@ -147,10 +147,12 @@ def _parser() -> argparse.ArgumentParser:
 def _add_running_up_arguments(parser: argparse.ArgumentParser) -> None:
     """--nats and --data-dir of the verbs that talk to a running system (alerts, status, ...)."""
     parser.add_argument("--nats", help="NATS URL, with the credentials file of $INFUSION_MONITOR_NATS_CREDENTIALS "
-                                       "(default: $NATS_URL, else the running up of --data-dir)")
+                                       "(default: the running up of --data-dir when given, else $NATS_URL, "
+                                       "else the running up of $INFUSION_MONITOR_DATA_DIR or ./var)")
     parser.add_argument("--data-dir", type=Path,
                         help="find the running up of this data directory: the URL in DIR/nats.url and the operator's "
-                             "credentials in DIR/credentials/ (default: $INFUSION_MONITOR_DATA_DIR, else ./var)")
+                             "credentials in DIR/credentials/; given, it wins over $NATS_URL "
+                             "(default: $INFUSION_MONITOR_DATA_DIR, else ./var)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -42,7 +42,7 @@ class StopRequest:
             os._exit(128 + sig)  # asked twice: the children follow up (die_with_parent)
         self.signal = sig
         self.event.set()
-        print("\nStopping ...", file=sys.stderr, flush=True)
+        os.write(2, b"\nStopping ...\n")  # not print: a signal landing inside a log line's write would re-enter it
 
     @property
     def requested(self) -> bool:
@@ -77,6 +77,9 @@ class ServerSupervision:
         if time.monotonic() < self.next_try:
             return True
         code = self.server.process.returncode if self.server.process else None
+        if self.failures >= SERVER_RESTARTS:  # started each time, and each time it died again at once
+            self.log.critical("embedded nats-server keeps exiting; giving up", code=code, restarts=self.restarts)
+            return False
         self.log.critical("embedded nats-server exited; restarting it", code=code, attempt=self.failures + 1)
         try:
             self.server.start()
@@ -88,8 +91,8 @@ class ServerSupervision:
             self.next_try = time.monotonic() + RESTART_BACKOFF_S[min(self.failures, len(RESTART_BACKOFF_S) - 1)]
             return True
         self.restarts += 1
-        self.failures += 1
-        self.next_try = time.monotonic()
+        self.failures += 1  # until it stays up 30 s
+        self.next_try = time.monotonic() + RESTART_BACKOFF_S[min(self.failures, len(RESTART_BACKOFF_S) - 1)]
         self.write_pid()
         self.log.warning("embedded nats-server restarted", pid=self.server.pid, restarts=self.restarts)
         return True

@@ -59,11 +59,12 @@ def data_dir_of(args: Namespace, settings: Settings) -> Path:
 
 
 def resolve_nats(args: Namespace, settings: Settings, role: str) -> NatsAccess | None:
-    """Where and as whom ``role`` connects: --nats, else NATS_URL, with the credentials file of
-    ``INFUSION_MONITOR_NATS_CREDENTIALS``; else the embedded server of the ``up`` running with the
-    data directory of ``--data-dir`` (default ``$INFUSION_MONITOR_DATA_DIR``, else ``./var``), with
-    ``role``'s file in ``DATA_DIR/credentials/``."""
-    url = getattr(args, "nats", None) or settings.nats_url
+    """Where and as whom ``role`` connects: --nats; else, when ``--data-dir`` is given, the
+    embedded server of the ``up`` running with that data directory, with ``role``'s file in
+    ``DATA_DIR/credentials/`` (an exported NATS_URL never overrides a data directory named on the
+    command line); else NATS_URL, with the credentials file of ``INFUSION_MONITOR_NATS_CREDENTIALS``;
+    else the ``up`` of ``$INFUSION_MONITOR_DATA_DIR``, else of ``./var``."""
+    url = getattr(args, "nats", None) or (None if getattr(args, "data_dir", None) else settings.nats_url)
     if url:
         return access_for(url)
     data_dir = data_dir_of(args, settings)
@@ -196,12 +197,16 @@ def banner(url: str, port_note: str | None, data_dir: Path, credentials: Path | 
     example = ROOT / "examples" / "producer.py"
     producer = None
     if example.exists() and credentials is not None:
-        python = ".venv/bin/python" if prefix == "python3 run.py" else "python"
-        producer = f"{python} examples/producer.py{option}"
+        if prefix == "python3 run.py":  # in the checkout, as the README shows it
+            producer = f".venv/bin/python examples/producer.py{option}"
+        else:  # from anywhere: the script's own path and this up's data directory
+            producer = f"python {example} --data-dir {data_dir.resolve()}"
+    option_users = f" --users {users.resolve()}" if env.get("INFUSION_MONITOR_BOARD_USERS") else ""  # from any shell
     return UpBanner(nats_url=url, command=prefix, data_dir_option=option, port_note=port_note,
                     credentials=credentials.resolve() if credentials else None, expected=tuple(expected),
                     listeners=listening.announced(listening_dir(data_dir)), board_users=users.resolve(),
-                    board_user_count=count, secrets=tuple(secrets), gateway_off=gateway_off, producer_example=producer)
+                    board_user_count=count, secrets=tuple(secrets), gateway_off=gateway_off, producer_example=producer,
+                    users_option=option_users)
 
 
 def expected_listeners(services: list[str], env: dict[str, str]) -> list[str]:

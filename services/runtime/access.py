@@ -18,8 +18,10 @@ FastStream broker with ``access.broker(service)``; command-line verbs connect wi
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,11 +138,16 @@ class NatsAccess:
         instead of retrying for two minutes with a traceback per attempt."""
         import nats
 
-        async def quiet(_exc: Exception) -> None:
-            return None
+        connected = asyncio.Event()
+
+        async def errors(exc: Exception) -> None:  # quiet while connecting (the exception says why)
+            if connected.is_set():  # then a refused subscription or publication is said, not swallowed
+                print(str(exc) if str(exc).startswith("nats: ") else f"nats: {exc}", file=sys.stderr, flush=True)
 
         try:
-            return await nats.connect(**self.options(role), allow_reconnect=False, connect_timeout=5, error_cb=quiet)
+            nc = await nats.connect(**self.options(role), allow_reconnect=False, connect_timeout=5, error_cb=errors)
+            connected.set()
+            return nc
         except (OSError, TimeoutError, nats.errors.Error) as exc:
             reason = str(exc).removeprefix("nats: ").strip("'") or type(exc).__name__
             raise CannotConnect(f"cannot connect to {self.url} as {role or 'the configured user'}: {reason}") from exc

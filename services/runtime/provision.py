@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import tomllib
 from argparse import Namespace
 
@@ -60,11 +59,8 @@ async def provision(access: NatsAccess, names: Names = Names(), policy: StreamPo
         await nc.close()
 
 
-def run_provision(args: Namespace, access: NatsAccess | None) -> int:
-    """The command: prints what changed; exit 0, 2 without a server."""
-    if access is None:
-        print("infusion-monitor provision: no NATS URL (--nats, NATS_URL, or a running `up`)", file=sys.stderr)
-        return 2
+def run_provision(args: Namespace, access: NatsAccess) -> int:
+    """The command (``cli/main.py`` has found the server): prints what changed; exit 0."""
     instances = args.monitor_instances or monitor_instances()
     changed = asyncio.run(provision(access, instances=instances, ledger=ledger_days()))
     for line in changed:

@@ -97,3 +97,21 @@ def test_a_running_board_sees_a_changed_file_and_keeps_the_last_good_one(tmp_pat
     assert set(seen.current()) == {"anna", "ben"}
     path.unlink()  # no file: nobody
     assert seen.current() == {}
+
+
+def test_two_add_users_at_once_both_land(tmp_path):
+    """Each reads, changes and writes the file under one lock: the second never writes back a copy
+    read before the first one's change (before, the later writer silently dropped the other user)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "INFUSION_MONITOR_DATA_DIR": str(tmp_path)}
+    names = [f"nurse{i}" for i in range(6)]
+    running = [subprocess.Popen([sys.executable, "-m", "infusion_monitor.cli.main", "board", "add-user", name],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+               for name in names]
+    for process in running:  # every one waits for its password, then all go at once
+        process.stdin.write(b"long enough pw\n")
+        process.stdin.close()
+    assert [p.wait(timeout=120) for p in running] == [0] * len(names)
+    assert sorted(load_users(tmp_path / "board" / "users.toml")) == names
