@@ -15,7 +15,7 @@ from nats.js.errors import NotFoundError
 from ..runtime.access import NatsAccess
 from ..runtime.names import Names
 from ..runtime.settings import Settings
-from .up import no_running_up, resolve_nats
+from .up import running_up
 
 
 async def _run(args: Namespace, access: NatsAccess) -> int:
@@ -69,9 +69,8 @@ def _source(headers: dict[str, str]) -> str:
 
 
 def run_deadletter(args: Namespace, settings: Settings) -> int:
-    url = resolve_nats(args, settings, "operator")
+    url = running_up("deadletter", args, settings, "operator")
     if not url:
-        print(no_running_up("deadletter", args, settings), file=sys.stderr)
         return 2
     try:
         return asyncio.run(_run(args, url))

@@ -224,31 +224,22 @@ def _command(args: argparse.Namespace, settings) -> int:  # noqa: ANN001 - Setti
             return run_hl7_send(args.files, args.host, args.port, now=args.now, site_tz=args.site_tz)
         case "alerts":
             from ..pager.audit import run_alerts
-            from .up import no_running_up, resolve_nats
+            from .up import running_up
 
-            access = resolve_nats(args, settings, "operator")
-            if not access:
-                print(no_running_up("alerts", args, settings), file=sys.stderr)
-                return 2
-            return run_alerts(access, args.limit)
+            access = running_up("alerts", args, settings, "operator")
+            return run_alerts(access, args.limit) if access else 2
         case "provision":
             from ..runtime.provision import run_provision
-            from .up import no_running_up, resolve_nats
+            from .up import running_up
 
-            access = resolve_nats(args, settings, "admin")
-            if not access:
-                print(no_running_up("provision", args, settings), file=sys.stderr)
-                return 2
-            return run_provision(args, access)
+            access = running_up("provision", args, settings, "admin")
+            return run_provision(args, access) if access else 2
         case "status":
             from .status import run_status
-            from .up import no_running_up, resolve_nats
+            from .up import running_up
 
-            access = resolve_nats(args, settings, "operator")
-            if not access:
-                print(no_running_up("status", args, settings), file=sys.stderr)
-                return 2
-            return run_status(access, args.seconds)
+            access = running_up("status", args, settings, "operator")
+            return run_status(access, args.seconds) if access else 2
     return 2
 
 

@@ -79,10 +79,15 @@ def resolve_nats(args: Namespace, settings: Settings, role: str) -> NatsAccess |
     return access
 
 
-def no_running_up(command: str, args: Namespace, settings: Settings) -> str:
-    data_dir = data_dir_of(args, settings)
-    return (f"infusion-monitor {command}: no running up in {data_dir} ({url_file(data_dir)} is missing): start "
-            "one, or give its --data-dir DIR, or a server with --nats URL (or NATS_URL)")
+def running_up(command: str, args: Namespace, settings: Settings, role: str) -> NatsAccess | None:
+    """``resolve_nats`` for a command-line verb; ``None`` after saying on stderr that there is no
+    running ``up`` to talk to (the verb then exits 2)."""
+    access = resolve_nats(args, settings, role)
+    if access is None:
+        data_dir = data_dir_of(args, settings)
+        print(f"infusion-monitor {command}: no running up in {data_dir} ({url_file(data_dir)} is missing): start "
+              "one, or give its --data-dir DIR, or a server with --nats URL (or NATS_URL)", file=sys.stderr)
+    return access
 
 
 def run_service(args: Namespace, settings: Settings) -> int:

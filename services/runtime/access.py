@@ -142,7 +142,7 @@ class NatsAccess:
 
         async def errors(exc: Exception) -> None:  # quiet while connecting (the exception says why)
             if connected.is_set():  # then a refused subscription or publication is said, not swallowed
-                print(str(exc) if str(exc).startswith("nats: ") else f"nats: {exc}", file=sys.stderr, flush=True)
+                print(f"nats: {str(exc).removeprefix('nats: ')}", file=sys.stderr, flush=True)
 
         try:
             nc = await nats.connect(**self.options(role), allow_reconnect=False, connect_timeout=5, error_cb=errors)
